@@ -1,0 +1,123 @@
+"""Orthanc's three JSON forms of a DICOM dataset: full (/tags), simplified (?simplify) and short (?short).
+
+Full:       {"0010,0010": {"Name": "PatientName", "Type": "String", "Value": "DOE^JOHN"}, ...}
+Simplified: {"PatientName": "DOE^JOHN", ...}
+Short:      {"0010,0010": "DOE^JOHN", ...}
+
+Binary values (pixel data, overlays, OB/OW/UN) are ``null`` with type "Null"; sequences are lists of objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydicom.datadict import dictionary_is_retired, get_private_entry, keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from .parse import PIXEL_DATA, element_text
+from .tags import format_tag
+
+#: Longer values are replaced by null with type "TooLong", as Orthanc does, to keep answers small.
+MAX_STRING_LENGTH = 256
+UNKNOWN = "Unknown Tag & Data"
+
+
+class JsonFormat(enum.Enum):
+    FULL = "full"
+    SIMPLIFY = "simplify"
+    SHORT = "short"
+
+    @classmethod
+    def from_args(cls, args: Any, default: JsonFormat | None = None) -> JsonFormat:
+        """Orthanc's query arguments: ``?simplify``, ``?short``, or ``?format=Full|Simplify|Short``."""
+        if "simplify" in args:
+            return cls.SIMPLIFY
+        if "short" in args:
+            return cls.SHORT
+        fmt = (args.get("format") or "").lower()
+        if fmt in ("simplify", "simplified"):
+            return cls.SIMPLIFY
+        if fmt == "short":
+            return cls.SHORT
+        if fmt == "full":
+            return cls.FULL
+        return default or cls.FULL
+
+
+def element_name(elem: DataElement, creators: dict[int, str]) -> tuple[str, str | None]:
+    """(Name, PrivateCreator) as Orthanc shows them; private elements are named from the private dictionary."""
+    tag = int(elem.tag)
+    group, element = tag >> 16, tag & 0xFFFF
+    if element == 0:
+        return "GenericGroupLength", None
+    if group % 2 == 0:
+        keyword = keyword_for_tag(tag)
+        if not keyword:
+            return UNKNOWN, None
+        return ("RETIRED_" + keyword if dictionary_is_retired(tag) else keyword), None
+    if element <= 0x00FF:
+        return "PrivateCreator", None
+    creator = creators.get(group << 16 | element >> 8)
+    if creator is None:
+        return UNKNOWN, None
+    try:
+        name = get_private_entry(tag, creator)[2]
+    except KeyError:
+        return UNKNOWN, creator
+    return "".join(w[:1].upper() + w[1:] for w in name.replace("-", " ").split() if w.isascii()) or "Unknown", creator
+
+
+def _private_creators(ds: Dataset) -> dict[int, str]:
+    creators: dict[int, str] = {}
+    for elem in ds:
+        tag = int(elem.tag)
+        group, element = tag >> 16, tag & 0xFFFF
+        if group % 2 == 1 and 0x0010 <= element <= 0x00FF:
+            value = elem.value
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            creators[group << 16 | element] = str(value).strip()
+    return creators
+
+
+def dataset_to_json(ds: Dataset, fmt: JsonFormat = JsonFormat.FULL, *, with_pixel_data: bool = False) -> dict:
+    """Convert a dataset; ``with_pixel_data`` adds the pixel data entry a header-only read leaves out."""
+    creators = _private_creators(ds)
+    out: dict[str, Any] = {}
+    for elem in ds:
+        _add(out, elem, fmt, creators)
+    if with_pixel_data and PIXEL_DATA not in ds:
+        _add(out, DataElement(PIXEL_DATA, "OW", None), fmt, creators)
+    return out
+
+
+def _add(out: dict[str, Any], elem: DataElement, fmt: JsonFormat, creators: dict[int, str]) -> None:
+    tag = int(elem.tag)
+    name, creator = element_name(elem, creators)
+    if elem.VR == "SQ":
+        items = [dataset_to_json(item, fmt) for item in (elem.value or [])]
+        kind, value = "Sequence", items
+    else:
+        try:
+            text = element_text(elem)
+        except Exception:  # an undecodable value must not make the whole answer fail
+            text = None
+        if text is None:
+            kind, value = "Null", None
+        elif len(text) > MAX_STRING_LENGTH:
+            kind, value = "TooLong", None
+        else:
+            kind, value = "String", text
+    if fmt is JsonFormat.FULL:
+        entry: dict[str, Any] = {"Name": name}
+        if creator is not None:
+            entry["PrivateCreator"] = creator
+        entry["Type"] = kind
+        entry["Value"] = value
+        out[format_tag(tag)] = entry
+    elif fmt is JsonFormat.SHORT:
+        out[format_tag(tag)] = value
+    else:
+        out[name] = value

@@ -1,0 +1,129 @@
+"""The Quart application: access control in front, Orthanc error bodies behind, plugin routes in between."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import logging
+
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from ..auth import AccessRequest, is_authorized
+from ..context import ServerContext
+from ..errors import ErrorCode, OrthancError
+from .errors import error_response, orthanc_error_response
+
+log = logging.getLogger("isengard.rest")
+
+REALM = "Orthanc Secure Area"
+_HTTP_ERRORS = {
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.UNKNOWN_RESOURCE,
+    405: ErrorCode.BAD_REQUEST,
+    413: ErrorCode.BAD_REQUEST,
+    415: ErrorCode.BAD_FILE_FORMAT,
+}
+
+
+def authentication_required(ctx: ServerContext) -> bool:
+    """As in Orthanc: on when asked, and on by itself once remote access is allowed unless explicitly off."""
+    config = ctx.config
+    if "AuthenticationEnabled" in config.explicit:
+        return config.bool("AuthenticationEnabled")
+    return config.bool("AuthenticationEnabled") or config.bool("RemoteAccessAllowed")
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return True  # a Unix socket or an in-process test client
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _basic_user(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def create_app(ctx: ServerContext) -> Quart:
+    app = Quart("isengard")
+    config = ctx.config
+    upload_mb = config.int("MaximumUploadSize")
+    app.config.update(
+        ISENGARD_CONTEXT=ctx,
+        MAX_CONTENT_LENGTH=(upload_mb or 4096) * 1024 * 1024,
+        BODY_TIMEOUT=3600,
+        RESPONSE_TIMEOUT=None,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+    remote_allowed = config.bool("RemoteAccessAllowed")
+    require_auth = authentication_required(ctx)
+    users = {str(k): str(v) for k, v in config.dict("RegisteredUsers").items()}
+    describe = config.bool("HttpDescribeErrors")
+
+    @app.before_request
+    async def gate() -> Response | None:
+        remote = request.remote_addr
+        if not remote_allowed and not _is_loopback(remote):
+            return error_response(ErrorCode.FORBIDDEN_ACCESS, "Remote access is not allowed (RemoteAccessAllowed)",
+                                  http_status=403)
+        user = None
+        if require_auth:
+            credentials = _basic_user(request.headers.get("Authorization"))
+            expected = users.get(credentials[0]) if credentials else None
+            if credentials is None or expected is None or not hmac.compare_digest(
+                expected.encode(), credentials[1].encode()
+            ):
+                response = error_response(ErrorCode.UNAUTHORIZED, http_status=401)
+                response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+                return response
+            user = credentials[0]
+        request.isengard_user = user  # type: ignore[attr-defined]
+        access = AccessRequest(
+            protocol="http",
+            method=request.method,
+            path=request.path,
+            user=user,
+            remote_ip=remote,
+            headers={k.lower(): v for k, v in request.headers.items()},
+        )
+        if not await is_authorized(ctx.pm, access):
+            return error_response(ErrorCode.FORBIDDEN_ACCESS, http_status=403)
+        return None
+
+    @app.errorhandler(OrthancError)
+    async def orthanc_error(error: OrthancError) -> Response:
+        return orthanc_error_response(error, describe=describe)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_ERRORS.get(status, ErrorCode.INTERNAL_ERROR)
+        response = error_response(code, error.description if status != 404 else None, http_status=status,
+                                  describe=describe)
+        if status == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    async def internal_error(error: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(ErrorCode.INTERNAL_ERROR, str(error), http_status=500, describe=describe)
+
+    ctx.pm.hook.register_routes(app=app, context=ctx)
+    return app
+
+
+def current_user() -> str | None:
+    return getattr(request, "isengard_user", None)

@@ -1,0 +1,132 @@
+"""One instance's content: the DICOM file, its tags in Orthanc's JSON forms, raw values by path, frames list."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragments
+from pydicom.sequence import Sequence
+from quart import Blueprint, Quart, Response, request
+
+from .. import hookimpl
+from ..context import ServerContext
+from ..dicom.json import JsonFormat, dataset_to_json
+from ..dicom.parse import PIXEL_DATA
+from ..dicom.tags import format_tag, parse_tag
+from ..errors import ErrorCode, OrthancError
+from .common import answer, context
+
+bp = Blueprint("instances", __name__)
+
+
+@bp.get("/instances/<public_id>/file")
+async def file(public_id: str) -> Response:
+    """The DICOM file as received, streamed."""
+    ctx = context()
+    info = await ctx.store.dicom_attachment(public_id)
+    return Response(
+        ctx.store.stream_attachment(info),
+        content_type="application/dicom",
+        headers={
+            "Content-Length": str(info.uncompressed_size),
+            "Content-Disposition": f'filename="{public_id}.dcm"',
+        },
+    )
+
+
+@bp.get("/instances/<public_id>/tags")
+async def tags(public_id: str) -> Response:
+    """Every tag of the instance (``?simplify``, ``?short``); the pixel data is listed, never read."""
+    ds, has_pixels = await context().store.read_header(public_id)
+    return answer(dataset_to_json(ds, JsonFormat.from_args(request.args), with_pixel_data=has_pixels))
+
+
+@bp.get("/instances/<public_id>/simplified-tags")
+async def simplified_tags(public_id: str) -> Response:
+    """The tags keyed by name, values only."""
+    ds, has_pixels = await context().store.read_header(public_id)
+    return answer(dataset_to_json(ds, JsonFormat.SIMPLIFY, with_pixel_data=has_pixels))
+
+
+@bp.get("/instances/<public_id>/header")
+async def header(public_id: str) -> Response:
+    """The file meta information (group 0002)."""
+    ds, _ = await context().store.read_header(public_id)
+    meta = getattr(ds, "file_meta", None) or Dataset()
+    return answer(dataset_to_json(meta, JsonFormat.from_args(request.args)))
+
+
+def _raw_value(elem: DataElement, ds: Dataset) -> bytes:
+    """The value as stored in the file (Orthanc's /content answers raw bytes)."""
+    raw = ds.get_item(elem.tag)
+    value = getattr(raw, "value", None)
+    if isinstance(value, bytes):
+        return value
+    v = elem.value
+    if isinstance(v, bytes):
+        return v
+    text = "\\".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
+    return text.encode("utf-8")
+
+
+@bp.get("/instances/<public_id>/content", defaults={"path": ""})
+@bp.get("/instances/<public_id>/content/<path:path>")
+async def content(public_id: str, path: str) -> Response:
+    """Navigate the dataset: ``/content`` lists tags, ``/content/0008-1140/0/0008-1150`` reads a nested value."""
+    ctx = context()
+    parts = [p for p in path.split("/") if p]
+    needs_pixels = bool(parts) and _is_pixel_data(parts[0])
+    if needs_pixels:  # fragments of the pixel data: the whole file is needed
+        data = await ctx.store.read_dicom(public_id)
+        ds = await asyncio.to_thread(pydicom.dcmread, io.BytesIO(data), force=True)
+        has_pixels = True
+    else:
+        ds, has_pixels = await ctx.store.read_header(public_id)
+    node: Any = ds
+    for i, part in enumerate(parts):
+        if isinstance(node, Dataset):
+            try:
+                tag = parse_tag(part)
+            except KeyError:
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"bad tag {part}") from None
+            if tag not in node:
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no tag {part}")
+            elem = node[tag]
+            if elem.VR == "SQ":
+                node = elem.value
+            elif tag == PIXEL_DATA and getattr(elem, "is_undefined_length", False):
+                node = list(generate_fragments(elem.value))
+            else:
+                if i != len(parts) - 1:
+                    raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "cannot go below a value")
+                return Response(_raw_value(elem, node), content_type="application/octet-stream")
+        elif isinstance(node, Sequence | list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no item {part}")
+            node = node[int(part)]
+            if isinstance(node, bytes):
+                return Response(node, content_type="application/octet-stream")
+    if isinstance(node, Dataset):
+        listed = [format_tag(int(e.tag), "-") for e in node]
+        if node is ds and has_pixels and PIXEL_DATA not in ds:
+            listed.append(format_tag(PIXEL_DATA, "-"))
+        return answer(listed)
+    return answer([str(i) for i in range(len(node))])
+
+
+def _is_pixel_data(part: str) -> bool:
+    try:
+        return parse_tag(part) == PIXEL_DATA
+    except KeyError:
+        return False
+
+
+@hookimpl
+def register_routes(app: Quart, context: ServerContext) -> None:
+    app.register_blueprint(bp)
+

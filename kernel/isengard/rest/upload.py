@@ -1,0 +1,119 @@
+"""POST /instances: one DICOM file, several in a multipart body, or a ZIP of files.
+
+Every file is parsed and validated before anything is written, and each is stored or refused on its own: a bad
+file in a ZIP never blocks its neighbours, and nothing of a refused file reaches the storage.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from quart import Blueprint, Quart, Response, request
+
+from .. import hookimpl
+from ..context import ServerContext
+from ..errors import ErrorCode, OrthancError
+from .app import current_user
+from .common import answer, context
+
+bp = Blueprint("upload", __name__)
+
+#: A ZIP entry larger than this is refused unread (a "zip bomb" declares small and inflates huge).
+MAX_ZIP_ENTRY = 2 * 1024 * 1024 * 1024
+
+
+def looks_like_zip(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04" and data[128:132] != b"DICM"
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """DICM magic after the preamble, or the start of a bare dataset (group 0002 or 0008, little endian)."""
+    return data[128:132] == b"DICM" or data[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def zip_members(data: bytes, limit: int) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, content or None, error) for each file of a ZIP, reading each entry with a bounded size."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as e:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Not a valid ZIP archive: {e}") from None
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            if info.file_size > limit:
+                yield info.filename, None, "entry too large"
+                continue
+            try:
+                with archive.open(info) as f:
+                    content = f.read(limit + 1)
+            except Exception as e:  # corrupt entry, bad CRC, unsupported compression, encryption
+                yield info.filename, None, f"unreadable entry: {e}"
+                continue
+            if len(content) > limit:
+                yield info.filename, None, "entry too large"
+                continue
+            yield info.filename, content, None
+
+
+async def multipart_files() -> list[bytes]:
+    files = await request.files
+    return [f.read() for f in files.values()]
+
+
+def _origin() -> dict[str, str]:
+    return {
+        "Origin": "RestApi",
+        "RemoteIP": request.remote_addr or "",
+        "HttpUsername": current_user() or "",
+        "RemoteAET": "",
+        "CalledAET": "",
+    }
+
+
+async def _ingest_many(items: list[tuple[str, bytes | None, str | None]]) -> list[dict[str, Any]]:
+    ctx = context()
+    origin = _origin()
+    results: list[dict[str, Any]] = []
+    for name, data, error in items:
+        if data is None:
+            results.append({"Filename": name, "Status": "Failure", "Details": error})
+            continue
+        try:
+            result = await ctx.store.ingest(data, origin)
+        except OrthancError as e:
+            results.append({"Filename": name, "Status": "Failure", "Details": e.details or e.code.message})
+            continue
+        results.append(result.to_json())
+    return results
+
+
+@bp.post("/instances")
+async def upload() -> Response:
+    """Store DICOM files: a raw file, a multipart body of files, or a ZIP archive (answers a list)."""
+    ctx = context()
+    content_type = request.headers.get("Content-Type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        files = await multipart_files()
+        return answer(await _ingest_many([(f"part{i}", d, None) for i, d in enumerate(files)]))
+    data = await request.get_data()
+    if not data:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
+    if looks_like_zip(data):
+        return answer(await _ingest_many(list(zip_members(data, MAX_ZIP_ENTRY))))
+    if not looks_like_dicom(data):
+        raise OrthancError(
+            ErrorCode.BAD_FILE_FORMAT,
+            f"The body is neither a DICOM file nor a ZIP archive (size: {len(data)} bytes)",
+            http_status=415,
+        )
+    result = await ctx.store.ingest(data, _origin())
+    return answer(result.to_json())
+
+
+@hookimpl
+def register_routes(app: Quart, context: ServerContext) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,283 @@
+"""Ingest, read and delete: the one place that coordinates the index, the storage and the events.
+
+The order of operations is what keeps index and storage consistent across crashes: a file is written (atomically)
+before the index refers to it, and forgotten by the index before it is removed. A crash can therefore only leave
+files nobody refers to, which :meth:`Store.sweep` removes; never an index entry without its file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import struct
+import time
+import uuid as uuidlib
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+
+from .dicom.parse import ParsedInstance, parse_instance, read_header
+from .errors import ErrorCode, OrthancError, unknown_resource
+from .model import (
+    STABLE_RESOURCE_CHANGE,
+    CompressionType,
+    FileContentType,
+    FileInfo,
+    InstanceRecord,
+    MetadataType,
+    ResourceType,
+    now_iso,
+)
+from .plugins import resolve
+from .stability import StabilityTracker
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+log = logging.getLogger("isengard.store")
+
+_SIZE_PREFIX = struct.Struct("<Q")
+
+
+@dataclass
+class IngestResult:
+    status: str  # "Success" or "AlreadyStored"
+    instance: ParsedInstance
+
+    def to_json(self) -> dict[str, Any]:
+        ids = self.instance.identifiers.public_ids()
+        return {
+            "ID": ids[ResourceType.INSTANCE],
+            "ParentPatient": ids[ResourceType.PATIENT],
+            "ParentSeries": ids[ResourceType.SERIES],
+            "ParentStudy": ids[ResourceType.STUDY],
+            "Path": f"/instances/{ids[ResourceType.INSTANCE]}",
+            "Status": self.status,
+        }
+
+
+def compress(data: bytes) -> bytes:
+    """Orthanc's "zlib with size" format: the uncompressed size (8 bytes, little endian), then zlib."""
+    return _SIZE_PREFIX.pack(len(data)) + zlib.compress(data, 6)
+
+
+def decompress(data: bytes) -> bytes:
+    if len(data) < _SIZE_PREFIX.size:
+        raise OrthancError(ErrorCode.CORRUPTED_FILE, "compressed attachment too short")
+    (size,) = _SIZE_PREFIX.unpack_from(data)
+    out = zlib.decompress(data[_SIZE_PREFIX.size :])
+    if len(out) != size:
+        raise OrthancError(ErrorCode.CORRUPTED_FILE, "compressed attachment has a wrong size")
+    return out
+
+
+class Store:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        config = context.config
+        self.overwrite = config.bool("OverwriteInstances")
+        self.compression = config.bool("StorageCompression")
+        self.store_md5 = config.bool("StoreMD5ForAttachments")
+        self.default_encoding = config.str("DefaultEncoding")
+        self.max_size = config.int("MaximumStorageSize") * 1024 * 1024
+        self.max_patients = config.int("MaximumPatientCount")
+        self.reject_when_full = config.str("MaximumStorageMode") == "Reject"
+        self.stability = StabilityTracker(float(config.int("StableAge")), self._became_stable)
+        self._recycle_lock = asyncio.Lock()
+
+    # -- files -----------------------------------------------------------------------------------------------
+    def _prepare(self, data: bytes, content_type: int, compressed: bool) -> tuple[FileInfo, bytes]:
+        """The record of a new file and the bytes to store (checksums and compression off the event loop)."""
+        md5 = hashlib.md5(data).hexdigest() if self.store_md5 else ""
+        uuid = str(uuidlib.uuid4())
+        if not compressed:
+            return FileInfo(uuid, content_type, len(data), md5, CompressionType.NONE, len(data), md5), data
+        packed = compress(data)
+        packed_md5 = hashlib.md5(packed).hexdigest() if self.store_md5 else ""
+        info = FileInfo(uuid, content_type, len(data), md5, CompressionType.ZLIB_WITH_SIZE, len(packed), packed_md5)
+        return info, packed
+
+    async def write_attachment(self, data: bytes, content_type: int, *, compressed: bool | None = None) -> FileInfo:
+        """Write a file (compressed as StorageCompression says, unless told); the caller then indexes it."""
+        info, payload = await asyncio.to_thread(
+            self._prepare, data, content_type, self.compression if compressed is None else compressed
+        )
+        await self.context.storage.create(info.uuid, content_type, payload)
+        return info
+
+    async def read_attachment(self, info: FileInfo) -> bytes:
+        try:
+            data = await self.context.storage.read(info.uuid, info.content_type)
+        except FileNotFoundError as e:
+            raise OrthancError(ErrorCode.INEXISTENT_FILE, f"the storage has lost attachment {info.uuid}") from e
+        if info.compression is CompressionType.ZLIB_WITH_SIZE:
+            return await asyncio.to_thread(decompress, data)
+        return data
+
+    async def stream_attachment(self, info: FileInfo) -> AsyncIterator[bytes]:
+        """Chunks of the uncompressed file: large downloads never sit whole in memory when stored plain."""
+        if info.compression is CompressionType.NONE:
+            async for chunk in self.context.storage.stream(info.uuid, info.content_type):
+                yield chunk
+        else:
+            yield await self.read_attachment(info)
+
+    async def remove_files(self, files: list[FileInfo]) -> None:
+        for info in files:
+            try:
+                await self.context.storage.remove(info.uuid, info.content_type)
+            except Exception:
+                log.exception("could not remove file %s (the sweep will)", info.uuid)
+
+    # -- ingest ----------------------------------------------------------------------------------------------
+    async def ingest(self, data: bytes, origin: dict[str, str]) -> IngestResult:
+        """Store one DICOM file. ``origin`` carries Origin, RemoteAET, RemoteIP, CalledAET, HttpUsername."""
+        ctx = self.context
+        parsed = await asyncio.to_thread(
+            parse_instance, data, ctx.main_tags, default_encoding=self.default_encoding
+        )
+        for answer in ctx.pm.hook.accept_instance(instance=parsed, origin=origin):
+            if await resolve(answer) is False:
+                raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "The instance was discarded by a filter")
+        ids = parsed.identifiers.public_ids()
+        if not self.overwrite and await ctx.index.lookup(ids[ResourceType.INSTANCE]) is not None:
+            return IngestResult("AlreadyStored", parsed)
+        await self._make_room(len(data), ids[ResourceType.PATIENT])
+        info = await self.write_attachment(data, FileContentType.DICOM)
+        record = InstanceRecord(
+            identifiers=parsed.identifiers,
+            main_tags=parsed.main_tags,
+            metadata=self._metadata(parsed, origin),
+            attachment=info,
+        )
+        try:
+            outcome = await ctx.index.store_instance(record, overwrite=self.overwrite)
+        except BaseException:
+            await self.remove_files([info])
+            raise
+        if outcome.status != "Success":  # a concurrent writer stored it between our lookup and our write
+            await self.remove_files([info])
+            return IngestResult(outcome.status, parsed)
+        await self.remove_files(outcome.replaced)
+        self.stability.touch(ids)
+        for change in outcome.changes:
+            ctx.events.publish("on_change", context=ctx, change=change)
+        ctx.events.publish("on_stored", context=ctx, instance_id=ids[ResourceType.INSTANCE], instance=parsed,
+                           origin=origin)
+        return IngestResult("Success", parsed)
+
+    def _metadata(self, parsed: ParsedInstance, origin: dict[str, str]) -> dict[int, str]:
+        meta: dict[int, str] = {
+            MetadataType.RECEPTION_DATE: now_iso(),
+            MetadataType.ORIGIN: origin.get("Origin", "Unknown"),
+            MetadataType.REMOTE_AET: origin.get("RemoteAET", ""),
+            MetadataType.REMOTE_IP: origin.get("RemoteIP", ""),
+            MetadataType.CALLED_AET: origin.get("CalledAET", ""),
+            MetadataType.HTTP_USERNAME: origin.get("HttpUsername", ""),
+            MetadataType.TRANSFER_SYNTAX: parsed.transfer_syntax,
+            MetadataType.SOP_CLASS_UID: parsed.sop_class_uid,
+            MetadataType.MAIN_DICOM_TAGS_SIGNATURE: self.context.main_tags.signature(),
+        }
+        instance_tags = parsed.main_tags[ResourceType.INSTANCE]
+        index = instance_tags.get("InstanceNumber") or instance_tags.get("ImageIndex")
+        if index:
+            meta[MetadataType.INDEX_IN_SERIES] = index
+        if parsed.pixel_data_offset is not None:
+            meta[MetadataType.PIXEL_DATA_OFFSET] = str(parsed.pixel_data_offset)
+            if parsed.pixel_data_vr:
+                meta[MetadataType.PIXEL_DATA_VR] = parsed.pixel_data_vr
+        return {int(k): v for k, v in meta.items()}
+
+    async def _make_room(self, incoming: int, patient: str) -> None:
+        """Recycle the oldest unprotected patients until the new instance fits the configured limits."""
+        if not self.max_size and not self.max_patients:
+            return
+        async with self._recycle_lock:
+            while True:
+                stats = await self.context.index.statistics()
+                too_big = bool(self.max_size) and stats.disk_size + incoming > self.max_size
+                new_patient = await self.context.index.lookup(patient) is None
+                too_many = bool(self.max_patients) and new_patient and stats.count_patients >= self.max_patients
+                if not too_big and not too_many:
+                    return
+                victim = None if self.reject_when_full else await self.context.index.recycling_candidate(patient)
+                if victim is None:
+                    raise OrthancError(ErrorCode.FULL_STORAGE)
+                log.info("recycling patient %s to make room", victim)
+                await self.delete(ResourceType.PATIENT, victim)
+
+    # -- deletion --------------------------------------------------------------------------------------------
+    async def delete(self, level: ResourceType, public_id: str) -> tuple[ResourceType, str] | None:
+        """Delete a resource and its empty ancestors; return the closest remaining ancestor."""
+        ctx = self.context
+        outcome = await ctx.index.delete_resource(level, public_id)
+        if outcome is None:
+            raise unknown_resource(public_id)
+        await self.remove_files(outcome.files)
+        for change in outcome.changes:
+            self.stability.forget(change.level, change.public_id)
+            ctx.events.publish("on_change", context=ctx, change=change)
+        ctx.events.publish("on_deleted", context=ctx, level=level, public_id=public_id)
+        return outcome.remaining_ancestor
+
+    # -- reading DICOM ---------------------------------------------------------------------------------------
+    async def dicom_attachment(self, instance_id: str) -> FileInfo:
+        attachments = await self._attachments(ResourceType.INSTANCE, instance_id)
+        info = attachments.get(FileContentType.DICOM)
+        if info is None:
+            raise OrthancError(ErrorCode.INEXISTENT_FILE, f"instance {instance_id} has no DICOM file")
+        return info
+
+    async def _attachments(self, level: ResourceType, public_id: str) -> dict[int, FileInfo]:
+        try:
+            return await self.context.index.get_attachments(level, public_id)
+        except KeyError:
+            raise unknown_resource(public_id) from None
+
+    async def read_dicom(self, instance_id: str) -> bytes:
+        return await self.read_attachment(await self.dicom_attachment(instance_id))
+
+    async def read_header(self, instance_id: str) -> tuple[Dataset, bool]:
+        """The dataset without pixel data, reading only the bytes before the pixels when the file allows it.
+
+        Returns (dataset, has_pixel_data).
+        """
+        info = await self.dicom_attachment(instance_id)
+        resources = await self.context.index.get_resources(ResourceType.INSTANCE, [instance_id])
+        offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
+        if offset and info.compression is CompressionType.NONE:
+            data = await self.context.storage.read_range(info.uuid, info.content_type, 0, int(offset))
+        else:
+            data = await self.read_attachment(info)
+        ds, pixel_offset = await asyncio.to_thread(read_header, data, default_encoding=self.default_encoding)
+        return ds, bool(offset) or pixel_offset is not None
+
+    # -- background duties -----------------------------------------------------------------------------------
+    async def _became_stable(self, level: ResourceType, public_id: str) -> None:
+        ctx = self.context
+        if await ctx.index.lookup(public_id) is None:
+            return
+        change = await ctx.index.log_change(STABLE_RESOURCE_CHANGE[level], level, public_id)
+        ctx.events.publish("on_change", context=ctx, change=change)
+        ctx.events.publish("on_stable", context=ctx, level=level, public_id=public_id)
+
+    async def sweep(self, *, grace: float = 60.0) -> int:
+        """Remove files no index entry refers to (left by a crash between write and index), older than ``grace``.
+
+        Files younger than ``grace`` seconds may belong to an ingest still in flight, so they are kept.
+        """
+        cutoff = time.time() - grace
+        on_disk = await self.context.storage.list_uuids(cutoff)
+        if not on_disk:
+            return 0
+        known = await self.context.index.all_attachment_uuids()
+        orphans = [u for u in on_disk if u not in known]
+        for uuid in orphans:
+            await self.context.storage.remove(uuid, FileContentType.DICOM)
+        if orphans:
+            log.info("sweep removed %d orphaned files", len(orphans))
+        return len(orphans)

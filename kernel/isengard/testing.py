@@ -1,0 +1,176 @@
+"""Test support for Isengard and its plugins: a real server in a subprocess, on free loopback ports.
+
+Plugin authors use it the way pytest plugins use ``pytester``::
+
+    def test_my_route(isengard):
+        server = isengard({"MyPlugin": {"Enabled": True}})
+        assert server.get("/my-route").status_code == 200
+
+The fixtures are registered by the repository's ``conftest.py``; a plugin's own tests can import them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _find_samples() -> Path:
+    candidates = [os.environ.get("ISENGARD_SAMPLES", "")]
+    here = Path(__file__).resolve()
+    candidates += [str(p / "shared" / "data" / "samples") for p in here.parents]
+    candidates.append("/work/shared/data/samples")
+    for c in candidates:
+        if c and Path(c, "Brainix").is_dir():
+            return Path(c)
+    return Path("/nonexistent-samples")
+
+
+#: The real-world sample files (../shared/data/samples, or $ISENGARD_SAMPLES).
+SAMPLES = _find_samples()
+
+
+def sample(*parts: str) -> Path:
+    path = SAMPLES.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"sample data missing: {path} (set ISENGARD_SAMPLES)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """An Isengard server in its own process, with its own storage folder and configuration."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None, *, env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config: dict[str, Any] = {
+            "Name": "IsengardTest",
+            "StorageDirectory": str(workdir / "storage"),
+            "IndexDirectory": str(workdir / "index"),
+            "HttpPort": free_port(),
+            "DicomPort": free_port(),
+            "StableAge": 2,
+        }
+        self.config.update(config or {})
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.auth: tuple[str, str] | None = None
+        users = self.config.get("RegisteredUsers") or {}
+        if users:
+            self.auth = next(iter(users.items()))
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.config.get("SslEnabled") else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.config['HttpPort']}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        config_path = self.workdir / "config.json"
+        config_path.write_text(json.dumps(self.config, indent=2))
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "isengard.cli", str(config_path)],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/system", auth=self.auth, verify=False, timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_path.read_text()}")
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        kwargs.setdefault("auth", self.auth)
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("verify", False)
+        return httpx.Client(base_url=self.url, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        with self.client() as c:
+            return c.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        with self.client() as c:
+            return c.post(path, **kwargs)
+
+    def upload(self, *paths: Path) -> list[dict[str, Any]]:
+        out = []
+        with self.client() as c:
+            for p in paths:
+                r = c.post("/instances", content=p.read_bytes())
+                r.raise_for_status()
+                out.append(r.json())
+        return out
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as in a power cut of the process."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def isengard(tmp_path: Path) -> Iterator[Any]:
+    """A factory: ``isengard(config)`` starts a fresh server and stops it after the test."""
+    started: list[ServerProcess] = []
+
+    def factory(config: dict[str, Any] | None = None, *, name: str = "server", **kwargs: Any) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"{name}{len(started)}", config, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by the tests of a module (for read-only checks on a fixed data set)."""
+    server = ServerProcess(tmp_path_factory.mktemp("module-server")).start()
+    yield server
+    server.stop()

@@ -1,0 +1,100 @@
+"""Translate a kernel FindQuery into one SQL statement, exact for every DICOM matching rule.
+
+Constraints on the queried level or its ancestors join up the parent chain; constraints on descendants (a
+series tag in a study-level query) become EXISTS sub-queries down the tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint
+
+
+def _like(pattern: str) -> str:
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _glob(pattern: str) -> str:
+    return pattern.replace("[", "[[]")
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f":{name}"
+
+
+def _value_condition(c: TagConstraint, params: _Params) -> str:
+    column = "t.value" if c.case_sensitive or c.kind is ConstraintKind.RANGE else "t.norm"
+    values = c.compared()
+    if c.kind is ConstraintKind.RANGE:
+        return f"dicom_range(t.value, {params.add(values[0])}, {params.add(values[1])})"
+    conditions = []
+    for v in values if c.kind is ConstraintKind.LIST else values[:1]:
+        if "*" in v or "?" in v:
+            if c.case_sensitive:
+                conditions.append(f"{column} GLOB {params.add(_glob(v))}")
+            else:  # norm is upper-case on both sides, so LIKE's case folding changes nothing
+                conditions.append(f"{column} LIKE {params.add(_like(v))} ESCAPE '\\'")
+        else:
+            conditions.append(f"{column} = {params.add(v)}")
+    return "(" + " OR ".join(conditions) + ")"
+
+
+def _tag_exists(alias: str, c: TagConstraint, params: _Params) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM main_tags t WHERE t.resource_id = {alias}.id "
+        f"AND t.tag = {params.add(c.keyword)} AND {_value_condition(c, params)})"
+    )
+
+
+def _descendant_exists(alias: str, depth: int, c: TagConstraint, params: _Params) -> str:
+    """A descendant ``depth`` levels below ``alias`` carries a matching tag."""
+    inner = _tag_exists(f"d{depth}", c, params)
+    for d in range(depth, 0, -1):
+        parent = alias if d == 1 else f"d{d - 1}"
+        inner = f"EXISTS (SELECT 1 FROM resources d{d} WHERE d{d}.parent_id = {parent}.id AND {inner})"
+    return inner
+
+
+def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
+    params = _Params()
+    level = query.level
+    joins: list[str] = []
+    where = [f"r.level = {int(level)}"]
+    deepest = min((c.level for c in query.constraints), default=level)
+    # aliases a1, a2... for the parent, grandparent...: created only as far up as a constraint needs
+    for depth in range(1, int(level) - int(deepest) + 1):
+        below = "r" if depth == 1 else f"a{depth - 1}"
+        joins.append(f"JOIN resources a{depth} ON a{depth}.id = {below}.parent_id")
+    for c in query.constraints:
+        if c.level == level:
+            where.append(_tag_exists("r", c, params))
+        elif c.level < level:
+            where.append(_tag_exists(f"a{int(level) - int(c.level)}", c, params))
+        else:
+            where.append(_descendant_exists("r", int(c.level) - int(level), c, params))
+    if query.labels:
+        names = ", ".join(params.add(label) for label in query.labels)
+        if query.labels_constraint is LabelsConstraint.ALL:
+            for label in query.labels:
+                where.append(
+                    f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label = {params.add(label)})"
+                )
+        elif query.labels_constraint is LabelsConstraint.ANY:
+            where.append(f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))")
+        else:
+            where.append(
+                f"NOT EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))"
+            )
+    sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY r.id"
+    if query.limit is not None or query.since:
+        sql += f" LIMIT {params.add(-1 if query.limit is None else query.limit)}"
+        sql += f" OFFSET {params.add(query.since)}"
+    return sql, params.values

@@ -1,0 +1,597 @@
+"""The SQLite index: SQLAlchemy Core on the standard sqlite3 driver, writes through one group-commit thread,
+reads from a small thread pool (WAL lets them run beside the writer). See docs/architecture.md for why threads
+rather than an async driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event, text
+
+from isengard.backends import RevisionMismatch
+from isengard.model import (
+    NEW_RESOURCE_CHANGE,
+    Change,
+    ChangeType,
+    CompressionType,
+    DeleteOutcome,
+    ExportedResource,
+    FileInfo,
+    InstanceRecord,
+    MetadataType,
+    Resource,
+    ResourceType,
+    Statistics,
+    StoreOutcome,
+    now_iso,
+)
+from isengard.query import FindQuery, normalize
+
+from . import schema
+from .find import build_find
+from .writer import GroupCommitWriter
+
+T = TypeVar("T")
+CHUNK = 500  # ids per IN (...) list
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _in(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    keys = [f"{name}{i}" for i in range(len(values))]
+    return ", ".join(f":{k}" for k in keys), dict(zip(keys, values, strict=True))
+
+
+def _file_info(row: Any) -> FileInfo:
+    compression = CompressionType(row.compression)
+    return FileInfo(
+        uuid=row.uuid,
+        content_type=row.kind,
+        uncompressed_size=row.uncompressed_size,
+        uncompressed_md5=row.uncompressed_md5,
+        compression=compression,
+        compressed_size=row.compressed_size,
+        compressed_md5=row.compressed_md5,
+        revision=row.revision,
+    )
+
+
+class SqliteIndex:
+    def __init__(self, path: Path | str, *, readers: int = 4) -> None:
+        self.path = Path(path)
+        self._readers_count = readers
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        in_memory = str(self.path) == ":memory:"
+        if not in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        url = "sqlite://" if in_memory else f"sqlite:///{self.path}"
+        self.engine = create_engine(url, pool_size=self._readers_count + 1, max_overflow=4)
+        event.listen(self.engine, "connect", lambda dbapi, _rec: schema.configure_connection(dbapi))
+        event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        self._readers = ThreadPoolExecutor(self._readers_count, thread_name_prefix="isengard-sqlite-read")
+        await asyncio.get_running_loop().run_in_executor(self._readers, self._create_schema)
+        self._writer = GroupCommitWriter(self.engine)
+
+    def _create_schema(self) -> None:
+        with self.engine.begin() as conn:
+            schema.metadata_obj.create_all(conn)
+            conn.execute(
+                text("INSERT OR IGNORE INTO properties (name, value) VALUES ('SchemaVersion', :v)"),
+                {"v": schema.SCHEMA_VERSION},
+            )
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._writer.stop)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        return await self._writer.submit(fn)
+
+    # -- helpers run inside a connection ---------------------------------------------------------------------
+    @staticmethod
+    def _row(conn: Connection, public_id: str, level: ResourceType | None = None) -> Any:
+        row = conn.execute(
+            text("SELECT id, level, parent_id FROM resources WHERE public_id = :p"), {"p": public_id}
+        ).first()
+        if row is None or (level is not None and row.level != level):
+            return None
+        return row
+
+    @staticmethod
+    def _log(conn: Connection, kind: ChangeType, level: ResourceType, public_id: str, date: str) -> Change:
+        seq = conn.execute(
+            text("INSERT INTO changes (change_type, level, public_id, date) VALUES (:c, :l, :p, :d)"),
+            {"c": int(kind), "l": int(level), "p": public_id, "d": date},
+        ).lastrowid
+        return Change(int(seq or 0), kind, level, public_id, date)
+
+    @staticmethod
+    def _insert_tags(conn: Connection, resource_id: int, tags: dict[str, str]) -> None:
+        if tags:
+            conn.execute(
+                schema.main_tags.insert(),
+                [{"resource_id": resource_id, "tag": k, "value": v, "norm": normalize(v)} for k, v in tags.items()],
+            )
+
+    @staticmethod
+    def _upsert_metadata(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(
+                text(
+                    "INSERT INTO metadata (resource_id, kind, value, revision) VALUES (:r, :k, :v, 0) "
+                    "ON CONFLICT (resource_id, kind) DO UPDATE SET value = excluded.value, "
+                    "revision = metadata.revision + 1"
+                ),
+                rows,
+            )
+
+    @staticmethod
+    def _insert_attachment(conn: Connection, resource_id: int, info: FileInfo, revision: int) -> None:
+        conn.execute(
+            schema.attachments.insert(),
+            {
+                "resource_id": resource_id,
+                "kind": info.content_type,
+                "uuid": info.uuid,
+                "compression": int(info.compression),
+                "compressed_size": info.stored_size,
+                "compressed_md5": info.stored_md5,
+                "uncompressed_size": info.uncompressed_size,
+                "uncompressed_md5": info.uncompressed_md5,
+                "revision": revision,
+            },
+        )
+
+    @staticmethod
+    def _attachments_of(conn: Connection, ids: Sequence[int]) -> list[FileInfo]:
+        files: list[FileInfo] = []
+        for chunk in _chunks(ids):
+            marks, params = _in("i", chunk)
+            rows = conn.execute(text(f"SELECT * FROM attachments WHERE resource_id IN ({marks})"), params)
+            files.extend(_file_info(r) for r in rows)
+        return files
+
+    # -- ingest ----------------------------------------------------------------------------------------------
+    async def store_instance(self, record: InstanceRecord, *, overwrite: bool) -> StoreOutcome:
+        return await self._write(lambda conn: self._store(conn, record, overwrite))
+
+    def _store(self, conn: Connection, record: InstanceRecord, overwrite: bool) -> StoreOutcome:
+        ids = record.identifiers.public_ids()
+        replaced: list[FileInfo] = []
+        existing = self._row(conn, ids[ResourceType.INSTANCE])
+        if existing is not None:
+            if not overwrite:
+                return StoreOutcome("AlreadyStored")
+            replaced = self._attachments_of(conn, [existing.id])
+            conn.execute(text("DELETE FROM resources WHERE id = :i"), {"i": existing.id})
+        parent_id: int | None = None
+        created: list[ResourceType] = []
+        touched: list[int] = []
+        for level in ResourceType:
+            row = self._row(conn, ids[level]) if level is not ResourceType.INSTANCE else None
+            if row is not None:
+                parent_id = row.id
+                touched.append(row.id)
+                continue
+            parent_id = conn.execute(
+                text("INSERT INTO resources (level, public_id, parent_id) VALUES (:l, :p, :parent)"),
+                {"l": int(level), "p": ids[level], "parent": parent_id},
+            ).lastrowid
+            assert parent_id is not None
+            self._insert_tags(conn, parent_id, record.main_tags.get(level, {}))
+            created.append(level)
+            if level is not ResourceType.INSTANCE:
+                touched.append(parent_id)
+        instance_id = parent_id
+        assert instance_id is not None
+        meta = [{"r": instance_id, "k": k, "v": v} for k, v in record.metadata.items()]
+        meta += [{"r": rid, "k": int(MetadataType.LAST_UPDATE), "v": record.when} for rid in touched]
+        self._upsert_metadata(conn, meta)
+        self._insert_attachment(conn, instance_id, record.attachment, 0)
+        changes = [
+            self._log(conn, NEW_RESOURCE_CHANGE[level], level, ids[level], record.when)
+            for level in sorted(created, reverse=True)
+        ]
+        conn.execute(
+            text("UPDATE resources SET recycle_seq = :s WHERE public_id = :p"),
+            {"s": changes[0].seq, "p": ids[ResourceType.PATIENT]},
+        )
+        return StoreOutcome("Success", changes, replaced)
+
+    async def delete_resource(self, level: ResourceType, public_id: str) -> DeleteOutcome | None:
+        return await self._write(lambda conn: self._delete(conn, level, public_id))
+
+    def _delete(self, conn: Connection, level: ResourceType, public_id: str) -> DeleteOutcome | None:
+        row = self._row(conn, public_id, level)
+        if row is None:
+            return None
+        subtree = conn.execute(
+            text(
+                "WITH RECURSIVE sub(id, level, public_id) AS ("
+                " SELECT id, level, public_id FROM resources WHERE id = :i"
+                " UNION ALL SELECT r.id, r.level, r.public_id FROM resources r JOIN sub ON r.parent_id = sub.id)"
+                " SELECT id, level, public_id FROM sub"
+            ),
+            {"i": row.id},
+        ).all()
+        files = self._attachments_of(conn, [r.id for r in subtree])
+        conn.execute(text("DELETE FROM resources WHERE id = :i"), {"i": row.id})
+        date = now_iso()
+        changes = [
+            self._log(conn, ChangeType.DELETED, ResourceType(r.level), r.public_id, date)
+            for r in sorted(subtree, key=lambda r: -r.level)
+        ]
+        remaining = None
+        parent_id = row.parent_id
+        while parent_id is not None:
+            parent = conn.execute(
+                text("SELECT id, level, public_id, parent_id FROM resources WHERE id = :i"), {"i": parent_id}
+            ).one()
+            has_children = conn.execute(
+                text("SELECT 1 FROM resources WHERE parent_id = :i LIMIT 1"), {"i": parent_id}
+            ).first()
+            if has_children:
+                remaining = (ResourceType(parent.level), parent.public_id)
+                break
+            files += self._attachments_of(conn, [parent.id])
+            conn.execute(text("DELETE FROM resources WHERE id = :i"), {"i": parent.id})
+            changes.append(self._log(conn, ChangeType.DELETED, ResourceType(parent.level), parent.public_id, date))
+            parent_id = parent.parent_id
+        return DeleteOutcome(files, changes, remaining)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    async def lookup(self, public_id: str) -> ResourceType | None:
+        row = await self._read(lambda conn: self._row(conn, public_id))
+        return None if row is None else ResourceType(row.level)
+
+    async def get_resources(self, level: ResourceType, public_ids: Iterable[str]) -> list[Resource]:
+        wanted = list(dict.fromkeys(public_ids))
+        return await self._read(lambda conn: self._get_resources(conn, level, wanted))
+
+    def _get_resources(self, conn: Connection, level: ResourceType, wanted: list[str]) -> list[Resource]:
+        found: dict[str, Resource] = {}
+        for chunk in _chunks(wanted):
+            marks, params = _in("p", chunk)
+            params["l"] = int(level)
+            rows = conn.execute(
+                text(
+                    "SELECT r.id, r.public_id, r.protected, p.public_id AS parent, p.id AS parent_rid "
+                    f"FROM resources r LEFT JOIN resources p ON p.id = r.parent_id "
+                    f"WHERE r.level = :l AND r.public_id IN ({marks})"
+                ),
+                params,
+            ).all()
+            if not rows:
+                continue
+            by_id = {
+                r.id: Resource(level, r.public_id, r.parent, [], {}, is_protected=bool(r.protected)) for r in rows
+            }
+            marks, params = _in("i", list(by_id))
+            for r in conn.execute(
+                text(f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"), params
+            ):
+                by_id[r.parent_id].children.append(r.public_id)
+            for r in conn.execute(
+                text(f"SELECT resource_id, tag, value FROM main_tags WHERE resource_id IN ({marks})"), params
+            ):
+                by_id[r.resource_id].main_tags[r.tag] = r.value
+            for r in conn.execute(
+                text(f"SELECT resource_id, kind, value FROM metadata WHERE resource_id IN ({marks})"), params
+            ):
+                res = by_id[r.resource_id]
+                res.metadata[r.kind] = r.value
+                if r.kind == MetadataType.LAST_UPDATE:
+                    res.last_update = r.value
+            for r in conn.execute(
+                text(f"SELECT resource_id, label FROM labels WHERE resource_id IN ({marks}) ORDER BY label"), params
+            ):
+                by_id[r.resource_id].labels.append(r.label)
+            if level is ResourceType.INSTANCE:
+                for r in conn.execute(
+                    text(f"SELECT * FROM attachments WHERE kind = 1 AND resource_id IN ({marks})"), params
+                ):
+                    by_id[r.resource_id].attachment = _file_info(r)
+            if level is ResourceType.STUDY:
+                parents = {r.parent_rid: r.id for r in rows}
+                marks, params = _in("i", list(parents))
+                for r in conn.execute(
+                    text(f"SELECT resource_id, tag, value FROM main_tags WHERE resource_id IN ({marks})"), params
+                ):
+                    by_id[parents[r.resource_id]].parent_main_tags[r.tag] = r.value
+            found.update((res.public_id, res) for res in by_id.values())
+        return [found[p] for p in wanted if p in found]
+
+    async def list_resources(self, level: ResourceType, *, since: int = 0, limit: int | None = None) -> list[str]:
+        sql = "SELECT public_id FROM resources WHERE level = :l ORDER BY id LIMIT :lim OFFSET :off"
+        params = {"l": int(level), "lim": -1 if limit is None else limit, "off": since}
+        return await self._read(lambda conn: list(conn.execute(text(sql), params).scalars()))
+
+    async def instances_of(self, level: ResourceType, public_id: str) -> list[str]:
+        sql = (
+            "WITH RECURSIVE sub(id, level, public_id) AS ("
+            " SELECT id, level, public_id FROM resources WHERE public_id = :p AND level = :l"
+            " UNION ALL SELECT r.id, r.level, r.public_id FROM resources r JOIN sub ON r.parent_id = sub.id)"
+            " SELECT public_id FROM sub WHERE level = 4 ORDER BY id"
+        )
+        return await self._read(
+            lambda conn: list(conn.execute(text(sql), {"p": public_id, "l": int(level)}).scalars())
+        )
+
+    async def find(self, query: FindQuery) -> list[str]:
+        sql, params = build_find(query)
+        return await self._read(lambda conn: list(conn.execute(text(sql), params).scalars()))
+
+    async def statistics(self, level: ResourceType | None = None, public_id: str | None = None) -> Statistics:
+        return await self._read(lambda conn: self._statistics(conn, level, public_id))
+
+    @staticmethod
+    def _statistics(conn: Connection, level: ResourceType | None, public_id: str | None) -> Statistics:
+        stats = Statistics()
+        if public_id is None:
+            source = "resources"
+            params: dict[str, Any] = {}
+            prefix = ""
+        else:
+            prefix = (
+                "WITH RECURSIVE sub(id, level) AS ("
+                " SELECT id, level FROM resources WHERE public_id = :p AND level = :l"
+                " UNION ALL SELECT r.id, r.level FROM resources r JOIN sub ON r.parent_id = sub.id) "
+            )
+            source = "sub"
+            params = {"p": public_id, "l": int(level or 0)}
+        counts = dict(
+            conn.execute(text(f"{prefix}SELECT level, COUNT(*) FROM {source} GROUP BY level"), params).all()
+        )
+        stats.count_patients = counts.get(1, 0)
+        stats.count_studies = counts.get(2, 0)
+        stats.count_series = counts.get(3, 0)
+        stats.count_instances = counts.get(4, 0)
+        row = conn.execute(
+            text(
+                f"{prefix}SELECT COALESCE(SUM(a.compressed_size), 0) AS disk, "
+                "COALESCE(SUM(a.uncompressed_size), 0) AS raw, "
+                "COALESCE(SUM(CASE WHEN a.kind = 1 THEN a.compressed_size END), 0) AS dicom_disk, "
+                "COALESCE(SUM(CASE WHEN a.kind = 1 THEN a.uncompressed_size END), 0) AS dicom_raw "
+                + (
+                    "FROM attachments a"
+                    if public_id is None
+                    else "FROM attachments a JOIN sub ON a.resource_id = sub.id"
+                )
+            ),
+            params,
+        ).one()
+        stats.disk_size, stats.uncompressed_size = row.disk, row.raw
+        stats.dicom_disk_size, stats.dicom_uncompressed_size = row.dicom_disk, row.dicom_raw
+        return stats
+
+    # -- metadata and attachments ----------------------------------------------------------------------------
+    def _require(self, conn: Connection, level: ResourceType, public_id: str) -> Any:
+        row = self._row(conn, public_id, level)
+        if row is None:
+            raise KeyError(public_id)
+        return row
+
+    async def get_metadata(self, level: ResourceType, public_id: str) -> dict[int, tuple[str, int]]:
+        def run(conn: Connection) -> dict[int, tuple[str, int]]:
+            row = self._require(conn, level, public_id)
+            rows = conn.execute(
+                text("SELECT kind, value, revision FROM metadata WHERE resource_id = :i ORDER BY kind"), {"i": row.id}
+            )
+            return {r.kind: (r.value, r.revision) for r in rows}
+
+        return await self._read(run)
+
+    async def set_metadata(
+        self, level: ResourceType, public_id: str, kind: int, value: str, *, expected_revision: int | None
+    ) -> tuple[int, Change]:
+        def run(conn: Connection) -> tuple[int, Change]:
+            row = self._require(conn, level, public_id)
+            current = conn.execute(
+                text("SELECT revision FROM metadata WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind}
+            ).scalar()
+            if expected_revision is not None and current is not None and current != expected_revision:
+                raise RevisionMismatch(f"metadata {kind} is at revision {current}")
+            self._upsert_metadata(conn, [{"r": row.id, "k": kind, "v": value}])
+            change = self._log(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
+            return (0 if current is None else current + 1), change
+
+        return await self._write(run)
+
+    async def delete_metadata(
+        self, level: ResourceType, public_id: str, kind: int, *, expected_revision: int | None
+    ) -> bool:
+        def run(conn: Connection) -> bool:
+            row = self._require(conn, level, public_id)
+            current = conn.execute(
+                text("SELECT revision FROM metadata WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind}
+            ).scalar()
+            if current is None:
+                return False
+            if expected_revision is not None and current != expected_revision:
+                raise RevisionMismatch(f"metadata {kind} is at revision {current}")
+            conn.execute(text("DELETE FROM metadata WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind})
+            self._log(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
+            return True
+
+        return await self._write(run)
+
+    async def get_attachments(self, level: ResourceType, public_id: str) -> dict[int, FileInfo]:
+        def run(conn: Connection) -> dict[int, FileInfo]:
+            row = self._require(conn, level, public_id)
+            return {f.content_type: f for f in self._attachments_of(conn, [row.id])}
+
+        return await self._read(run)
+
+    async def set_attachment(
+        self, level: ResourceType, public_id: str, info: FileInfo, *, expected_revision: int | None
+    ) -> tuple[FileInfo | None, Change]:
+        def run(conn: Connection) -> tuple[FileInfo | None, Change]:
+            row = self._require(conn, level, public_id)
+            old = next((f for f in self._attachments_of(conn, [row.id]) if f.content_type == info.content_type), None)
+            if expected_revision is not None and old is not None and old.revision != expected_revision:
+                raise RevisionMismatch(f"attachment {info.content_type} is at revision {old.revision}")
+            if old is not None:
+                conn.execute(
+                    text("DELETE FROM attachments WHERE resource_id = :i AND kind = :k"),
+                    {"i": row.id, "k": info.content_type},
+                )
+            self._insert_attachment(conn, row.id, info, 0 if old is None else old.revision + 1)
+            return old, self._log(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
+
+        return await self._write(run)
+
+    async def delete_attachment(
+        self, level: ResourceType, public_id: str, kind: int, *, expected_revision: int | None
+    ) -> FileInfo | None:
+        def run(conn: Connection) -> FileInfo | None:
+            row = self._require(conn, level, public_id)
+            old = next((f for f in self._attachments_of(conn, [row.id]) if f.content_type == kind), None)
+            if old is None:
+                return None
+            if expected_revision is not None and old.revision != expected_revision:
+                raise RevisionMismatch(f"attachment {kind} is at revision {old.revision}")
+            conn.execute(text("DELETE FROM attachments WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind})
+            self._log(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
+            return old
+
+        return await self._write(run)
+
+    # -- labels and protection -------------------------------------------------------------------------------
+    async def set_label(self, level: ResourceType, public_id: str, label: str, present: bool) -> None:
+        def run(conn: Connection) -> None:
+            row = self._require(conn, level, public_id)
+            sql = (
+                "INSERT OR IGNORE INTO labels (resource_id, label) VALUES (:i, :l)"
+                if present
+                else "DELETE FROM labels WHERE resource_id = :i AND label = :l"
+            )
+            conn.execute(text(sql), {"i": row.id, "l": label})
+
+        await self._write(run)
+
+    async def all_labels(self) -> list[str]:
+        sql = "SELECT DISTINCT label FROM labels ORDER BY label"
+        return await self._read(lambda conn: list(conn.execute(text(sql)).scalars()))
+
+    async def set_protected(self, public_id: str, protected: bool) -> None:
+        def run(conn: Connection) -> None:
+            row = self._require(conn, ResourceType.PATIENT, public_id)
+            conn.execute(text("UPDATE resources SET protected = :v WHERE id = :i"), {"v": int(protected), "i": row.id})
+
+        await self._write(run)
+
+    async def recycling_candidate(self, avoid: str | None = None) -> str | None:
+        sql = (
+            "SELECT public_id FROM resources WHERE level = 1 AND protected = 0 AND public_id != :a "
+            "ORDER BY recycle_seq LIMIT 1"
+        )
+        return await self._read(lambda conn: conn.execute(text(sql), {"a": avoid or ""}).scalar())
+
+    # -- logs and properties ---------------------------------------------------------------------------------
+    async def log_change(self, change_type: ChangeType, level: ResourceType, public_id: str) -> Change:
+        return await self._write(lambda conn: self._log(conn, change_type, level, public_id, now_iso()))
+
+    @staticmethod
+    def _change(row: Any) -> Change:
+        return Change(row.seq, ChangeType(row.change_type), ResourceType(row.level), row.public_id, row.date)
+
+    async def get_changes(self, since: int, limit: int) -> tuple[list[Change], bool, int]:
+        def run(conn: Connection) -> tuple[list[Change], bool, int]:
+            rows = conn.execute(
+                text("SELECT * FROM changes WHERE seq > :s ORDER BY seq LIMIT :l"), {"s": since, "l": limit + 1}
+            ).all()
+            last = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM changes")).scalar() or 0
+            return [self._change(r) for r in rows[:limit]], len(rows) <= limit, int(last)
+
+        return await self._read(run)
+
+    async def last_change(self) -> Change | None:
+        def run(conn: Connection) -> Change | None:
+            row = conn.execute(text("SELECT * FROM changes ORDER BY seq DESC LIMIT 1")).first()
+            return None if row is None else self._change(row)
+
+        return await self._read(run)
+
+    async def clear_changes(self) -> None:
+        await self._write(lambda conn: conn.execute(text("DELETE FROM changes")))
+
+    async def log_export(self, resource: ExportedResource) -> None:
+        def run(conn: Connection) -> None:
+            conn.execute(
+                text(
+                    "INSERT INTO exports (level, public_id, remote_modality, patient_id, study_uid, series_uid, "
+                    "sop_uid, date) VALUES (:l, :p, :m, :pid, :st, :se, :so, :d)"
+                ),
+                {
+                    "l": int(resource.level),
+                    "p": resource.public_id,
+                    "m": resource.remote_modality,
+                    "pid": resource.patient_id,
+                    "st": resource.study_uid,
+                    "se": resource.series_uid,
+                    "so": resource.sop_uid,
+                    "d": resource.date,
+                },
+            )
+
+        await self._write(run)
+
+    async def get_exports(self, since: int, limit: int) -> tuple[list[ExportedResource], bool, int]:
+        def run(conn: Connection) -> tuple[list[ExportedResource], bool, int]:
+            rows = conn.execute(
+                text("SELECT * FROM exports WHERE seq > :s ORDER BY seq LIMIT :l"), {"s": since, "l": limit + 1}
+            ).all()
+            last = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM exports")).scalar() or 0
+            items = [
+                ExportedResource(
+                    r.seq, ResourceType(r.level), r.public_id, r.remote_modality, r.date,
+                    r.patient_id, r.study_uid, r.series_uid, r.sop_uid,
+                )
+                for r in rows[:limit]
+            ]
+            return items, len(rows) <= limit, int(last)
+
+        return await self._read(run)
+
+    async def clear_exports(self) -> None:
+        await self._write(lambda conn: conn.execute(text("DELETE FROM exports")))
+
+    async def get_property(self, name: str) -> str | None:
+        sql = "SELECT value FROM properties WHERE name = :n"
+        return await self._read(lambda conn: conn.execute(text(sql), {"n": name}).scalar())
+
+    async def set_property(self, name: str, value: str | None) -> None:
+        def run(conn: Connection) -> None:
+            if value is None:
+                conn.execute(text("DELETE FROM properties WHERE name = :n"), {"n": name})
+            else:
+                conn.execute(
+                    text(
+                        "INSERT INTO properties (name, value) VALUES (:n, :v) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                    ),
+                    {"n": name, "v": value},
+                )
+
+        await self._write(run)
+
+    async def all_attachment_uuids(self) -> set[str]:
+        return await self._read(lambda conn: set(conn.execute(text("SELECT uuid FROM attachments")).scalars()))
