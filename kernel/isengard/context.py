@@ -96,9 +96,7 @@ def create_context(
     config = Config.load(config_path, defaults=collect_defaults(pm), environ=environ, overrides=overrides)
     index = pm.hook.index_backend(config=config)
     if index is None:
-        raise MissingBackend(
-            "no index plugin is installed: install one, for instance `pip install isengard-sqlite`"
-        )
+        raise MissingBackend("no index plugin is installed: install one, for instance `pip install isengard-sqlite`")
     storage = pm.hook.storage_area(config=config)
     if storage is None:
         raise MissingBackend(

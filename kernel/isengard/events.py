@@ -25,7 +25,6 @@ class EventBus:
         self._idle = asyncio.Event()
         self._idle.set()
 
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="isengard-events")
 

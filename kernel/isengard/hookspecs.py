@@ -108,9 +108,7 @@ def authorize(request: AccessRequest) -> bool | Awaitable[bool | None] | None:
 
 
 @hookspec
-def accept_instance(
-    instance: ParsedInstance, origin: dict[str, str]
-) -> bool | Awaitable[bool | None] | None:
+def accept_instance(instance: ParsedInstance, origin: dict[str, str]) -> bool | Awaitable[bool | None] | None:
     """Filter incoming instances before they are written (Orthanc's ``ReceivedInstanceFilter``).
 
     Called for every instance, from REST, DICOM or a plugin, after its header is parsed and before anything is

@@ -137,9 +137,7 @@ class Store:
     async def ingest(self, data: bytes, origin: dict[str, str]) -> IngestResult:
         """Store one DICOM file. ``origin`` carries Origin, RemoteAET, RemoteIP, CalledAET, HttpUsername."""
         ctx = self.context
-        parsed = await asyncio.to_thread(
-            parse_instance, data, ctx.main_tags, default_encoding=self.default_encoding
-        )
+        parsed = await asyncio.to_thread(parse_instance, data, ctx.main_tags, default_encoding=self.default_encoding)
         for answer in ctx.pm.hook.accept_instance(instance=parsed, origin=origin):
             if await resolve(answer) is False:
                 raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "The instance was discarded by a filter")
@@ -166,8 +164,9 @@ class Store:
         self.stability.touch(ids)
         for change in outcome.changes:
             ctx.events.publish("on_change", context=ctx, change=change)
-        ctx.events.publish("on_stored", context=ctx, instance_id=ids[ResourceType.INSTANCE], instance=parsed,
-                           origin=origin)
+        ctx.events.publish(
+            "on_stored", context=ctx, instance_id=ids[ResourceType.INSTANCE], instance=parsed, origin=origin
+        )
         return IngestResult("Success", parsed)
 
     def _metadata(self, parsed: ParsedInstance, origin: dict[str, str]) -> dict[int, str]:

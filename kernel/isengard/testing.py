@@ -95,7 +95,10 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "isengard.cli", str(config_path)],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -146,9 +146,7 @@ def parse_instance(data: bytes, main_tags: MainTags, *, default_encoding: str = 
         ids.append(value)
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or ImplicitVRLittleEndian)
-    sop_class = str(ds.get("SOPClassUID", "") and ds.SOPClassUID) or str(
-        getattr(meta, "MediaStorageSOPClassUID", "")
-    )
+    sop_class = str(ds.get("SOPClassUID", "") and ds.SOPClassUID) or str(getattr(meta, "MediaStorageSOPClassUID", ""))
     pixel_vr = None
     if offset is not None and ts != DeflatedExplicitVRLittleEndian:
         pixel_vr = check_pixel_data(data, offset, ts)

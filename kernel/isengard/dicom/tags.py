@@ -117,7 +117,7 @@ def keyword_of(name: str) -> str:
 
 
 def parse_tag(text: str) -> int:
-    """"0010,0010", "0010-0010", "(0010,0010)", "00100010" or a keyword -> the tag number."""
+    """ "0010,0010", "0010-0010", "(0010,0010)", "00100010" or a keyword -> the tag number."""
     t = text.strip().strip("()")
     tag = tag_for_keyword(t)
     if tag is not None:

@@ -76,14 +76,17 @@ def create_app(ctx: ServerContext) -> Quart:
     async def gate() -> Response | None:
         remote = request.remote_addr
         if not remote_allowed and not _is_loopback(remote):
-            return error_response(ErrorCode.FORBIDDEN_ACCESS, "Remote access is not allowed (RemoteAccessAllowed)",
-                                  http_status=403)
+            return error_response(
+                ErrorCode.FORBIDDEN_ACCESS, "Remote access is not allowed (RemoteAccessAllowed)", http_status=403
+            )
         user = None
         if require_auth:
             credentials = _basic_user(request.headers.get("Authorization"))
             expected = users.get(credentials[0]) if credentials else None
-            if credentials is None or expected is None or not hmac.compare_digest(
-                expected.encode(), credentials[1].encode()
+            if (
+                credentials is None
+                or expected is None
+                or not hmac.compare_digest(expected.encode(), credentials[1].encode())
             ):
                 response = error_response(ErrorCode.UNAUTHORIZED, http_status=401)
                 response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
@@ -110,8 +113,9 @@ def create_app(ctx: ServerContext) -> Quart:
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         code = _HTTP_ERRORS.get(status, ErrorCode.INTERNAL_ERROR)
-        response = error_response(code, error.description if status != 404 else None, http_status=status,
-                                  describe=describe)
+        response = error_response(
+            code, error.description if status != 404 else None, http_status=status, describe=describe
+        )
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response

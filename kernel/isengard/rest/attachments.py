@@ -64,8 +64,9 @@ def _revision_header() -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None:
         if context().config.bool("CheckRevisions"):
-            raise OrthancError(ErrorCode.REVISION, "CheckRevisions is on: send If-Match with the current revision",
-                               http_status=428)
+            raise OrthancError(
+                ErrorCode.REVISION, "CheckRevisions is on: send If-Match with the current revision", http_status=428
+            )
         return None
     raw = raw.strip().strip('"')
     if not raw.isdigit():
@@ -121,8 +122,9 @@ async def set_metadata(collection: str, public_id: str, name: str) -> Response:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"metadata {name} is maintained by the server")
     value = await request.get_data(as_text=True)
     try:
-        revision, change = await ctx.index.set_metadata(level, public_id, kind, value,
-                                                        expected_revision=_revision_header())
+        revision, change = await ctx.index.set_metadata(
+            level, public_id, kind, value, expected_revision=_revision_header()
+        )
     except RevisionMismatch as e:
         raise _revision_error(e) from None
     ctx.events.publish("on_change", context=ctx, change=change)
@@ -190,8 +192,21 @@ def _info_json(info: FileInfo) -> dict[str, Any]:
 async def attachment_operations(collection: str, public_id: str, name: str) -> Response:
     """The operations available on an attachment."""
     await _attachment(collection, public_id, name)
-    return answer(["compress", "compressed-data", "compressed-md5", "compressed-size", "data", "info",
-                   "is-compressed", "md5", "size", "uncompress", "verify-md5"])
+    return answer(
+        [
+            "compress",
+            "compressed-data",
+            "compressed-md5",
+            "compressed-size",
+            "data",
+            "info",
+            "is-compressed",
+            "md5",
+            "size",
+            "uncompress",
+            "verify-md5",
+        ]
+    )
 
 
 @bp.get(f"{RESOURCE}/attachments/<name>/info")
@@ -208,8 +223,11 @@ async def attachment_data(collection: str, public_id: str, name: str) -> Respons
     """The content of an attachment, uncompressed."""
     _, info = await _attachment(collection, public_id, name)
     ctx = context()
-    return Response(ctx.store.stream_attachment(info), content_type="application/octet-stream",
-                    headers={"Content-Length": str(info.uncompressed_size), "ETag": f'"{info.revision}"'})
+    return Response(
+        ctx.store.stream_attachment(info),
+        content_type="application/octet-stream",
+        headers={"Content-Length": str(info.uncompressed_size), "ETag": f'"{info.revision}"'},
+    )
 
 
 @bp.get(f"{RESOURCE}/attachments/<name>/compressed-data")
@@ -306,8 +324,9 @@ async def delete_attachment(collection: str, public_id: str, name: str) -> Respo
     if info.content_type == FileContentType.DICOM:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "delete the instance to remove its DICOM file")
     try:
-        old = await ctx.index.delete_attachment(level, public_id, info.content_type,
-                                                expected_revision=_revision_header())
+        old = await ctx.index.delete_attachment(
+            level, public_id, info.content_type, expected_revision=_revision_header()
+        )
     except RevisionMismatch as e:
         raise _revision_error(e) from None
     await ctx.store.remove_files([old] if old else [])

@@ -129,4 +129,3 @@ def _is_pixel_data(part: str) -> bool:
 @hookimpl
 def register_routes(app: Quart, context: ServerContext) -> None:
     app.register_blueprint(bp)
-

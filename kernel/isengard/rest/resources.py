@@ -88,12 +88,20 @@ async def _ancestor(level: ResourceType, public_id: str, target: ResourceType) -
 
 
 _CHILD_ROUTES = [
-    ("patients", "studies"), ("patients", "series"), ("patients", "instances"),
-    ("studies", "series"), ("studies", "instances"), ("series", "instances"),
+    ("patients", "studies"),
+    ("patients", "series"),
+    ("patients", "instances"),
+    ("studies", "series"),
+    ("studies", "instances"),
+    ("series", "instances"),
 ]
 _PARENT_ROUTES = [
-    ("studies", "patient"), ("series", "patient"), ("series", "study"),
-    ("instances", "patient"), ("instances", "study"), ("instances", "series"),
+    ("studies", "patient"),
+    ("series", "patient"),
+    ("series", "study"),
+    ("instances", "patient"),
+    ("instances", "study"),
+    ("instances", "series"),
 ]
 
 
@@ -124,8 +132,9 @@ def _parent_view(collection: str, parent: str):
 for _parent, _child in _CHILD_ROUTES:
     bp.add_url_rule(f"/{_parent}/<public_id>/{_child}", view_func=_child_view(_parent, _child), methods=["GET"])
 for _collection, _parent in _PARENT_ROUTES:
-    bp.add_url_rule(f"/{_collection}/<public_id>/{_parent}", view_func=_parent_view(_collection, _parent),
-                    methods=["GET"])
+    bp.add_url_rule(
+        f"/{_collection}/<public_id>/{_parent}", view_func=_parent_view(_collection, _parent), methods=["GET"]
+    )
 
 
 @bp.get(f"/{COLLECTIONS}/<public_id>/statistics")
@@ -142,10 +151,14 @@ async def resource_statistics(collection: str, public_id: str) -> Response:
     if level <= ResourceType.SERIES:
         out["CountInstances"] = s.count_instances
     out.update(
-        DicomDiskSize=str(s.dicom_disk_size), DicomDiskSizeMB=_mb(s.dicom_disk_size),
-        DicomUncompressedSize=str(s.dicom_uncompressed_size), DicomUncompressedSizeMB=_mb(s.dicom_uncompressed_size),
-        DiskSize=str(s.disk_size), DiskSizeMB=_mb(s.disk_size),
-        UncompressedSize=str(s.uncompressed_size), UncompressedSizeMB=_mb(s.uncompressed_size),
+        DicomDiskSize=str(s.dicom_disk_size),
+        DicomDiskSizeMB=_mb(s.dicom_disk_size),
+        DicomUncompressedSize=str(s.dicom_uncompressed_size),
+        DicomUncompressedSizeMB=_mb(s.dicom_uncompressed_size),
+        DiskSize=str(s.disk_size),
+        DiskSizeMB=_mb(s.disk_size),
+        UncompressedSize=str(s.uncompressed_size),
+        UncompressedSizeMB=_mb(s.uncompressed_size),
     )
     return answer(out)
 
@@ -254,5 +267,3 @@ async def all_labels() -> Response:
 @hookimpl
 def register_routes(app: Quart, context: ServerContext) -> None:
     app.register_blueprint(bp)
-
-

@@ -33,24 +33,51 @@ def resource_json(ctx: ServerContext, res: Resource, requested: dict[str, Any] |
     level = res.level
     stable = ctx.store.stability.is_stable(level, res.public_id)
     if level is ResourceType.PATIENT:
-        out.update(IsProtected=res.is_protected, IsStable=stable, Labels=res.labels, LastUpdate=res.last_update,
-                   MainDicomTags=res.main_tags, Studies=res.children, Type="Patient")
+        out.update(
+            IsProtected=res.is_protected,
+            IsStable=stable,
+            Labels=res.labels,
+            LastUpdate=res.last_update,
+            MainDicomTags=res.main_tags,
+            Studies=res.children,
+            Type="Patient",
+        )
     elif level is ResourceType.STUDY:
-        out.update(IsStable=stable, Labels=res.labels, LastUpdate=res.last_update, MainDicomTags=res.main_tags,
-                   ParentPatient=res.parent, PatientMainDicomTags=res.parent_main_tags, Series=res.children,
-                   Type="Study")
+        out.update(
+            IsStable=stable,
+            Labels=res.labels,
+            LastUpdate=res.last_update,
+            MainDicomTags=res.main_tags,
+            ParentPatient=res.parent,
+            PatientMainDicomTags=res.parent_main_tags,
+            Series=res.children,
+            Type="Study",
+        )
     elif level is ResourceType.SERIES:
         expected = expected_instances(res)
-        out.update(ExpectedNumberOfInstances=expected, Instances=res.children, IsStable=stable, Labels=res.labels,
-                   LastUpdate=res.last_update, MainDicomTags=res.main_tags, ParentStudy=res.parent,
-                   Status=series_status(res, expected), Type="Series")
+        out.update(
+            ExpectedNumberOfInstances=expected,
+            Instances=res.children,
+            IsStable=stable,
+            Labels=res.labels,
+            LastUpdate=res.last_update,
+            MainDicomTags=res.main_tags,
+            ParentStudy=res.parent,
+            Status=series_status(res, expected),
+            Type="Series",
+        )
     else:
         attachment = res.attachment
         index = res.metadata.get(MetadataType.INDEX_IN_SERIES)
-        out.update(FileSize=attachment.uncompressed_size if attachment else 0,
-                   FileUuid=attachment.uuid if attachment else None,
-                   IndexInSeries=int(index) if index and index.lstrip("-").isdigit() else None,
-                   Labels=res.labels, MainDicomTags=res.main_tags, ParentSeries=res.parent, Type="Instance")
+        out.update(
+            FileSize=attachment.uncompressed_size if attachment else 0,
+            FileUuid=attachment.uuid if attachment else None,
+            IndexInSeries=int(index) if index and index.lstrip("-").isdigit() else None,
+            Labels=res.labels,
+            MainDicomTags=res.main_tags,
+            ParentSeries=res.parent,
+            Type="Instance",
+        )
     if requested is not None:
         out["RequestedTags"] = requested
     return out

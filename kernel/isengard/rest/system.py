@@ -19,7 +19,6 @@ from .common import answer, context, text_answer
 bp = Blueprint("system", __name__)
 
 
-
 def _mb(size: int) -> int:
     return size // (1024 * 1024)
 
@@ -115,7 +114,9 @@ async def generate() -> Response:
     try:
         ResourceType.parse(level)
     except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "level must be patient, study, series or instance") from None
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE, "level must be patient, study, series or instance"
+        ) from None
     return text_answer(generate_uid())
 
 

@@ -29,7 +29,9 @@ def parse_find_request(ctx: ServerContext, body: dict[str, Any]) -> tuple[FindQu
     try:
         level = ResourceType.parse(str(body.get("Level", "")))
     except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Level must be Patient, Study, Series or Instance") from None
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE, "Level must be Patient, Study, Series or Instance"
+        ) from None
     query = body.get("Query", {})
     if not isinstance(query, dict):
         raise _bad('"Query" must be a JSON object')

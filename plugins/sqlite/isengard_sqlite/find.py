@@ -90,9 +90,7 @@ def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
         elif query.labels_constraint is LabelsConstraint.ANY:
             where.append(f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))")
         else:
-            where.append(
-                f"NOT EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))"
-            )
+            where.append(f"NOT EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))")
     sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY r.id"
     if query.limit is not None or query.since:
         sql += f" LIMIT {params.add(-1 if query.limit is None else query.limit)}"

@@ -281,9 +281,7 @@ class SqliteIndex:
             ).all()
             if not rows:
                 continue
-            by_id = {
-                r.id: Resource(level, r.public_id, r.parent, [], {}, is_protected=bool(r.protected)) for r in rows
-            }
+            by_id = {r.id: Resource(level, r.public_id, r.parent, [], {}, is_protected=bool(r.protected)) for r in rows}
             marks, params = _in("i", list(by_id))
             for r in conn.execute(
                 text(f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"), params
@@ -331,9 +329,7 @@ class SqliteIndex:
             " UNION ALL SELECT r.id, r.level, r.public_id FROM resources r JOIN sub ON r.parent_id = sub.id)"
             " SELECT public_id FROM sub WHERE level = 4 ORDER BY id"
         )
-        return await self._read(
-            lambda conn: list(conn.execute(text(sql), {"p": public_id, "l": int(level)}).scalars())
-        )
+        return await self._read(lambda conn: list(conn.execute(text(sql), {"p": public_id, "l": int(level)}).scalars()))
 
     async def find(self, query: FindQuery) -> list[str]:
         sql, params = build_find(query)
@@ -357,9 +353,7 @@ class SqliteIndex:
             )
             source = "sub"
             params = {"p": public_id, "l": int(level or 0)}
-        counts = dict(
-            conn.execute(text(f"{prefix}SELECT level, COUNT(*) FROM {source} GROUP BY level"), params).all()
-        )
+        counts = dict(conn.execute(text(f"{prefix}SELECT level, COUNT(*) FROM {source} GROUP BY level"), params).all())
         stats.count_patients = counts.get(1, 0)
         stats.count_studies = counts.get(2, 0)
         stats.count_series = counts.get(3, 0)
@@ -562,8 +556,15 @@ class SqliteIndex:
             last = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM exports")).scalar() or 0
             items = [
                 ExportedResource(
-                    r.seq, ResourceType(r.level), r.public_id, r.remote_modality, r.date,
-                    r.patient_id, r.study_uid, r.series_uid, r.sop_uid,
+                    r.seq,
+                    ResourceType(r.level),
+                    r.public_id,
+                    r.remote_modality,
+                    r.date,
+                    r.patient_id,
+                    r.study_uid,
+                    r.series_uid,
+                    r.sop_uid,
                 )
                 for r in rows[:limit]
             ]
