@@ -52,6 +52,10 @@ class IndexBackend(Protocol):
         """Delete a resource, its descendants and every ancestor left without children; ``None`` if unknown."""
         ...
 
+    async def update_main_tags(self, level: ResourceType, public_id: str, tags: dict[str, str]) -> None:
+        """Replace the main tags of one resource (re-indexing after the main tag lists changed)."""
+        ...
+
     # -- reading ---------------------------------------------------------------------------------------------
     async def lookup(self, public_id: str) -> ResourceType | None:
         """The level of a public id, or ``None``."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from . import ORTHANC_VERSION, __version__
 from .config import ConfigError, sample_configuration
@@ -46,6 +48,16 @@ def _write_sample(target: str) -> int:
     return 0
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop when installed (Linux, macOS): its transports halve the event loop's share of each request."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def serve_main(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
     if args.version:
@@ -57,7 +69,7 @@ def serve_main(argv: list[str]) -> int:
     from .server import serve_forever
 
     try:
-        asyncio.run(serve_forever(args.configuration))
+        run_loop(serve_forever(args.configuration))
     except ConfigError as e:
         print(f"isengard: {e}", file=sys.stderr)
         return 2

@@ -44,6 +44,21 @@ class ErrorCode(enum.Enum):
     BAD_RANGE = (41, 416, "Incorrect range request")
     REVISION = (43, 409, "A bad revision number was provided, which might indicate conflict between multiple writers")
     FORBIDDEN_ACCESS = (46, 403, "Access to a resource is forbidden")
+    CREATE_DICOM_OVERRIDE_TAG = (2020, 400, "Trying to override a value inherited from a parent module")
+    CREATE_DICOM_USE_CONTENT = (2021, 400, 'Use "Content" to inject an image into a new DICOM instance')
+    CREATE_DICOM_NO_PAYLOAD = (2022, 400, "No payload is present for one instance in the series")
+    CREATE_DICOM_USE_DATA_URI_SCHEME = (
+        2023,
+        400,
+        "The payload of the DICOM instance must be specified according to Data URI scheme",
+    )
+    CREATE_DICOM_BAD_PARENT = (2024, 400, "Trying to attach a new DICOM instance to an inexistent resource")
+    CREATE_DICOM_PARENT_IS_INSTANCE = (
+        2025,
+        400,
+        "Trying to attach a new DICOM instance to an instance (must be a series, study or patient)",
+    )
+    CANNOT_ORDER_SLICES = (2040, 500, "Unable to order the slices of the series")
 
     @property
     def status(self) -> int:

@@ -168,4 +168,8 @@ def handle_c_find(
     model (patient root, study root, modality worklist, ...), ``requestor`` holds ``RemoteAET``, ``CalledAET``
     and ``RemoteIP``. The kernel's default handler answers the query/retrieve models from the index; the worklist
     plugin answers the worklist model. Called from the event loop.
+
+    The first non-``None`` answer wins, so decide synchronously: return ``None`` to pass, or a list (or an
+    awaitable of a list, e.g. the coroutine of an ``async def`` helper) to answer. An ``async def`` hook
+    implementation always answers, since its coroutine is not ``None``.
     """

@@ -165,6 +165,7 @@ ATTACHMENT_NAMES = {
     FileContentType.DICOM_AS_JSON: "dicom-as-json",
     FileContentType.DICOM_UNTIL_PIXEL_DATA: "dicom-until-pixel-data",
 }
+USER_CONTENT_TYPE_RANGE = range(1024, 65536)
 
 
 class CompressionType(enum.IntEnum):
@@ -219,12 +220,17 @@ class FileInfo:
 
 @dataclass
 class InstanceRecord:
-    """Everything the index stores when an instance arrives, computed once by the kernel from the header."""
+    """Everything the index stores when an instance arrives, computed once by the kernel from the header.
+
+    ``main_tags`` and ``metadata`` are per level. Those of the instance are always stored; those of the patient,
+    study and series only when the resource is created by this instance (the first instance describes them).
+    The study's main tags also carry a copy of the patient's, as received with that study.
+    """
 
     identifiers: DicomIdentifiers
     main_tags: dict[ResourceType, dict[str, str]]
-    metadata: dict[int, str]
-    attachment: FileInfo
+    metadata: dict[ResourceType, dict[int, str]]
+    attachments: list[FileInfo]
     when: str = field(default_factory=lambda: now_iso())
 
 
@@ -270,7 +276,6 @@ class Resource:
     is_protected: bool = False
     metadata: dict[int, str] = field(default_factory=dict)
     attachment: FileInfo | None = None  # the DICOM file, instances only
-    parent_main_tags: dict[str, str] = field(default_factory=dict)  # the patient's, for a study
 
 
 @dataclass

@@ -30,10 +30,16 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "isengard.rest.resources",
     "isengard.rest.upload",
     "isengard.rest.instances",
+    "isengard.rest.frames",
     "isengard.rest.attachments",
     "isengard.rest.tools",
+    "isengard.rest.modules",
     "isengard.rest.changes",
+    "isengard.rest.admin",
+    "isengard.rest.modalities",
+    "isengard.rest.queries",
     "isengard.rest.openapi",
+    "isengard.dicom.cfind",
 )
 
 

@@ -1,8 +1,20 @@
 """DICOM matching as /tools/find and C-FIND define it, independent of any database.
 
 The kernel turns a query into :class:`TagConstraint` objects; an index backend either translates them into its
-own query language or calls :meth:`TagConstraint.matches`. Case-insensitive comparisons use
-:func:`normalize`, which backends also apply to the values they index, so that "müller" finds "MULLER".
+own query language or calls :meth:`TagConstraint.matches`. The rules are those of DICOM PS3.4 C.2.2.2 as Orthanc
+applies them:
+
+- an empty value constrains nothing (universal matching);
+- ``A-B``, ``A-`` and ``-B`` are ranges on DA, TM and DT tags, compared as plain strings, so that an empty value
+  is below every bound and ``20080819`` is above ``2008``;
+- ``A\\B`` is a list of exact values (wildcards inside a list are literal characters);
+- ``*`` and ``?`` are wildcards only for the textual VRs (AE, CS, LO, LT, PN, SH, ST, UC, UR, UT); on any other
+  VR (a date, a UID...) they are refused rather than compared literally;
+- any other value is an exact match.
+
+Case-insensitive comparisons use :func:`normalize`, which backends also apply to the values they index: Orthanc
+folds the case of every alphabet ("ΔΙΟΝΥΣΙΟΣ" finds "Διονυσιος") but keeps accents ("BUC^JEROME" does not find
+"Buc^Jérôme").
 """
 
 from __future__ import annotations
@@ -10,17 +22,22 @@ from __future__ import annotations
 import enum
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
+from .dicom.tags import format_tag, parse_tag
+from .errors import ErrorCode, OrthancError
 from .model import ResourceType
+
+#: Value representations for which "A-B" means a range rather than a literal dash.
+RANGE_VRS = frozenset({"DA", "TM", "DT"})
+#: Value representations on which "*" and "?" are wildcards (PS3.4 C.2.2.2.4).
+WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 
 
 @functools.lru_cache(maxsize=65536)
 def normalize(value: str) -> str:
-    """Upper-case and strip accents: the form Orthanc compares case-insensitive values in."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+    """The form case-insensitive values are compared in: upper case in every alphabet, accents kept."""
+    return value.upper()
 
 
 class ConstraintKind(enum.Enum):
@@ -30,13 +47,16 @@ class ConstraintKind(enum.Enum):
     LIST = "List"
 
 
-#: Value representations for which "A-B" means a range rather than a literal dash.
-RANGE_VRS = frozenset({"DA", "TM", "DT"})
+def has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
 
 
 @dataclass(frozen=True)
 class TagConstraint:
-    """One condition on one main DICOM tag (by keyword), at the level where that tag is indexed."""
+    """One condition on one DICOM tag (by keyword), at the level where that tag is indexed.
+
+    A resource that lacks the tag never matches, even ``*``: only an empty query value is universal.
+    """
 
     keyword: str
     level: ResourceType
@@ -46,19 +66,32 @@ class TagConstraint:
 
     @classmethod
     def parse(
-        cls, keyword: str, level: ResourceType, text: str, *, vr: str, case_sensitive: bool
+        cls,
+        keyword: str,
+        level: ResourceType,
+        text: str,
+        *,
+        vr: str,
+        case_sensitive: bool,
+        universal_star: bool = True,
     ) -> TagConstraint | None:
-        """Read a DICOM query value; ``None`` when it constrains nothing (empty or a lone ``*``)."""
-        text = text.strip()
-        if text in ("", "*"):
+        """Read a DICOM query value; ``None`` when it constrains nothing.
+
+        An empty value is universal; so is a lone ``*`` when ``universal_star`` (C-FIND), whereas /tools/find
+        reads it as a wildcard that needs the tag to be present. Raises ``OrthancError`` for wildcards on a VR
+        that does not allow them.
+        """
+        if text == "" or (universal_star and text == "*"):
             return None
-        if vr in RANGE_VRS and "-" in text and "\\" not in text:
+        if vr in RANGE_VRS and "-" in text:
             low, _, high = text.partition("-")
-            return cls(keyword, level, ConstraintKind.RANGE, (low.strip(), high.strip()), True)
+            return cls(keyword, level, ConstraintKind.RANGE, (low, high), True)
         if "\\" in text:
-            items = tuple(v for v in text.split("\\"))
-            return cls(keyword, level, ConstraintKind.LIST, items, case_sensitive)
-        if "*" in text or "?" in text:
+            return cls(keyword, level, ConstraintKind.LIST, tuple(text.split("\\")), case_sensitive)
+        if has_wildcard(text):
+            if vr not in WILDCARD_VRS:
+                tag = format_tag(parse_tag(keyword))
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {tag}")
             return cls(keyword, level, ConstraintKind.WILDCARD, (text,), case_sensitive)
         return cls(keyword, level, ConstraintKind.EQUAL, (text,), case_sensitive)
 
@@ -69,32 +102,21 @@ class TagConstraint:
         return tuple(normalize(v) for v in self.values)
 
     def matches(self, value: str | None) -> bool:
+        """Whether a resource whose tag holds ``value`` (``None``: the tag is absent) satisfies the constraint."""
         if value is None:
             return False
         values = self.compared()
         if self.kind is ConstraintKind.RANGE:
             return range_matches(values[0], values[1], value)
         probe = value if self.case_sensitive else normalize(value)
-        if self.kind is ConstraintKind.EQUAL:
-            return probe == values[0]
-        if self.kind is ConstraintKind.LIST:
-            return any(_item_matches(v, probe) for v in values)
-        return wildcard_regex(values[0]).fullmatch(probe) is not None
-
-
-def _item_matches(item: str, probe: str) -> bool:
-    if "*" in item or "?" in item:
-        return wildcard_regex(item).fullmatch(probe) is not None
-    return item == probe
+        if self.kind is ConstraintKind.WILDCARD:
+            return wildcard_regex(values[0]).fullmatch(probe) is not None
+        return probe in values
 
 
 def range_matches(low: str, high: str, value: str) -> bool:
-    """Dates, times and datetimes compare as strings once both sides have the same precision."""
-    if not value:
-        return False
-    if low and value[: len(low)] < low[: len(value)]:
-        return False
-    return not (high and value[: len(high)] > high)
+    """``low <= value <= high`` as strings, an empty bound being open (Orthanc's reading of range matching)."""
+    return (not low or value >= low) and (not high or value <= high)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -112,7 +134,11 @@ class LabelsConstraint(enum.Enum):
 
 @dataclass
 class FindQuery:
-    """A lookup the index answers alone: resources of ``level`` whose own or ancestors' tags match."""
+    """A lookup the index answers alone: resources of ``level`` whose own, ancestors' or descendants' tags match.
+
+    Answers come in Orthanc's order: instances in the order they were stored, other levels by public id;
+    ``since`` and ``limit`` page that order.
+    """
 
     level: ResourceType
     constraints: list[TagConstraint] = field(default_factory=list)

@@ -1,22 +1,29 @@
 """Requested tags: the values a /tools/find, a C-FIND or a ``?requestedTags=`` asks for beyond MainDicomTags.
 
-Answered from the index when the tag is a main tag of the resource or of an ancestor, or one of the counters
-DICOM computes (NumberOfStudyRelatedInstances, ModalitiesInStudy, ...); only other tags make us open a file, and
-then a single instance of the resource (as Orthanc does).
+Answered from the index when the tag is a main tag of the resource or of an ancestor, or one of the tags DICOM
+computes from the hierarchy (NumberOfStudyRelatedInstances, ModalitiesInStudy, ...); only other tags make us open
+a file, and then a single instance of the resource, as Orthanc does. Tags found nowhere are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .dicom.parse import element_text
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+from .dicom.json import MAX_STRING_LENGTH, JsonFormat, dataset_to_json
+from .dicom.parse import dataset_text
+from .dicom.tags import format_tag, parse_tag
 from .model import MetadataType, Resource, ResourceType
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from .context import ServerContext
 
-#: Counters and summaries computed from the hierarchy, and the level they are defined at.
+#: Tags computed from the hierarchy (PS3.4 C.3.4), and the one level each is defined at: Orthanc computes them
+#: for resources of that level only.
 COMPUTED_TAGS: dict[str, ResourceType] = {
     "NumberOfPatientRelatedStudies": ResourceType.PATIENT,
     "NumberOfPatientRelatedSeries": ResourceType.PATIENT,
@@ -28,6 +35,27 @@ COMPUTED_TAGS: dict[str, ResourceType] = {
     "NumberOfSeriesRelatedInstances": ResourceType.SERIES,
     "InstanceAvailability": ResourceType.INSTANCE,
 }
+
+#: One tag as Orthanc's full format types it: ("String" | "Sequence" | "Null" | "TooLong", value).
+Entry = tuple[str, Any]
+
+
+def format_tags(values: Mapping[str, str], fmt: JsonFormat) -> dict[str, Any]:
+    """String tags by keyword (MainDicomTags, RequestedTags) in one of Orthanc's three JSON forms."""
+    return _formatted({name: ("String", value) for name, value in values.items()}, fmt)
+
+
+def _formatted(entries: Mapping[str, Entry], fmt: JsonFormat) -> dict[str, Any]:
+    if fmt is JsonFormat.SIMPLIFY:
+        return {name: value for name, (_, value) in entries.items()}
+    out: dict[str, Any] = {}
+    for name, (kind, value) in entries.items():
+        tag = parse_tag(name)
+        if fmt is JsonFormat.SHORT:
+            out[format_tag(tag)] = value
+        else:
+            out[format_tag(tag)] = {"Name": keyword_for_tag(tag) or name, "Type": kind, "Value": value}
+    return dict(sorted(out.items()))
 
 
 async def _descendants(ctx: ServerContext, res: Resource, depth: int) -> list[Resource]:
@@ -46,7 +74,7 @@ async def _computed(ctx: ServerContext, res: Resource, keyword: str) -> str:
     level = res.level
     if keyword == "InstanceAvailability":
         return "ONLINE"
-    if keyword.startswith("NumberOf") and keyword.endswith("Instances"):
+    if keyword.endswith("RelatedInstances"):
         return str(len(await ctx.index.instances_of(level, res.public_id)))
     if keyword.endswith("RelatedSeries"):
         return str(len(await _descendants(ctx, res, ResourceType.SERIES - level)))
@@ -55,42 +83,38 @@ async def _computed(ctx: ServerContext, res: Resource, keyword: str) -> str:
     if keyword == "ModalitiesInStudy":
         series = await _descendants(ctx, res, ResourceType.SERIES - level)
         return "\\".join(sorted({s.main_tags.get("Modality", "") for s in series} - {""}))
-    if keyword == "SOPClassesInStudy":
-        instances = await _descendants(ctx, res, ResourceType.INSTANCE - level)
-        return "\\".join(sorted({i.metadata.get(MetadataType.SOP_CLASS_UID, "") for i in instances} - {""}))
-    return ""
+    # SOPClassesInStudy
+    instances = await _descendants(ctx, res, ResourceType.INSTANCE - level)
+    return "\\".join(sorted({i.metadata.get(MetadataType.SOP_CLASS_UID, "") for i in instances} - {""}))
 
 
-async def requested_tags(ctx: ServerContext, res: Resource, keywords: Sequence[str]) -> dict[str, str | None]:
-    """Values of ``keywords`` for one resource, by keyword; tags absent everywhere are left out."""
-    out: dict[str, str | None] = {}
+async def requested_tags(
+    ctx: ServerContext, res: Resource, keywords: Sequence[str], fmt: JsonFormat = JsonFormat.SIMPLIFY
+) -> dict[str, Any]:
+    """Values of ``keywords`` (keywords, or "gggg,eeee" for private tags) for one resource, in format ``fmt``."""
+    found: dict[str, Entry] = {}
     missing: list[str] = []
     ancestors: list[Resource] | None = None
     for keyword in keywords:
         if keyword in res.main_tags:
-            out[keyword] = res.main_tags[keyword]
+            found[keyword] = ("String", res.main_tags[keyword])
             continue
         computed_level = COMPUTED_TAGS.get(keyword)
         if computed_level is not None:
-            if computed_level <= res.level:
-                target = res
-                if computed_level < res.level:
-                    ancestors = ancestors if ancestors is not None else await _ancestors(ctx, res)
-                    target = next(a for a in ancestors if a.level is computed_level)
-                out[keyword] = await _computed(ctx, target, keyword)
+            if computed_level is res.level:
+                found[keyword] = ("String", await _computed(ctx, res, keyword))
             continue
         tag_level = ctx.main_tags.level_of(keyword)
         if tag_level is not None and tag_level < res.level:
             ancestors = ancestors if ancestors is not None else await _ancestors(ctx, res)
-            for a in ancestors:
-                if keyword in a.main_tags:
-                    out[keyword] = a.main_tags[keyword]
-                    break
+            value = next((a.main_tags[keyword] for a in ancestors if keyword in a.main_tags), None)
+            if value is not None:
+                found[keyword] = ("String", value)
             continue
         missing.append(keyword)
     if missing:
-        out.update(await _from_file(ctx, res, missing))
-    return out
+        found.update(await _from_file(ctx, res, missing, fmt))
+    return _formatted({k: found[k] for k in keywords if k in found}, fmt)
 
 
 async def _ancestors(ctx: ServerContext, res: Resource) -> list[Resource]:
@@ -105,7 +129,7 @@ async def _ancestors(ctx: ServerContext, res: Resource) -> list[Resource]:
     return found
 
 
-async def _from_file(ctx: ServerContext, res: Resource, keywords: list[str]) -> dict[str, str | None]:
+async def _from_file(ctx: ServerContext, res: Resource, names: list[str], fmt: JsonFormat) -> dict[str, Entry]:
     instance = res.public_id
     if res.level is not ResourceType.INSTANCE:
         instances = await ctx.index.instances_of(res.level, res.public_id)
@@ -113,8 +137,30 @@ async def _from_file(ctx: ServerContext, res: Resource, keywords: list[str]) -> 
             return {}
         instance = instances[0]
     ds, _ = await ctx.store.read_header(instance)
-    out: dict[str, str | None] = {}
-    for keyword in keywords:
-        if keyword in ds:
-            out[keyword] = element_text(ds[keyword])
-    return out
+    return {name: entry for name in names if (entry := header_entry(ds, name, fmt)) is not None}
+
+
+def header_entry(ds: Dataset, name: str, fmt: JsonFormat) -> Entry | None:
+    """One tag of a file header typed as in Orthanc's full format (sequences in ``fmt``), ``None`` if absent."""
+    tag = parse_tag(name)
+    if tag not in ds:
+        return None
+    if _is_sequence(ds, tag):
+        return "Sequence", [dataset_to_json(item, fmt) for item in ds[tag].value or []]
+    text = dataset_text(ds, tag)
+    if text is None:
+        return "Null", None
+    if len(text) > MAX_STRING_LENGTH:
+        return "TooLong", None
+    return "String", text
+
+
+def _is_sequence(ds: Dataset, tag: int) -> bool:
+    """Whether an element is a sequence, read without decoding it (decoding first would make its text inexact)."""
+    vr = getattr(ds.get_item(tag), "VR", None)
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return False
+    return vr == "SQ"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydicom.dataset import Dataset
 
 from .dicom.parse import ParsedInstance, parse_instance, read_header
+from .dicom.tags import expected_instances
 from .errors import ErrorCode, OrthancError, unknown_resource
 from .model import (
     STABLE_RESOURCE_CHANGE,
@@ -75,6 +76,14 @@ def decompress(data: bytes) -> bytes:
     return out
 
 
+def indexed_tags(parsed: ParsedInstance) -> dict[ResourceType, dict[str, str]]:
+    """Main tags per level as the index keeps them: the study also keeps the patient's tags as this study
+    received them (C-FIND and PatientMainDicomTags answer per study, as in Orthanc)."""
+    tags = dict(parsed.main_tags)
+    tags[ResourceType.STUDY] = {**parsed.main_tags[ResourceType.PATIENT], **parsed.main_tags[ResourceType.STUDY]}
+    return tags
+
+
 class Store:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
@@ -100,6 +109,15 @@ class Store:
         packed_md5 = hashlib.md5(packed).hexdigest() if self.store_md5 else ""
         info = FileInfo(uuid, content_type, len(data), md5, CompressionType.ZLIB_WITH_SIZE, len(packed), packed_md5)
         return info, packed
+
+    def _read_incoming(self, data: bytes) -> tuple[ParsedInstance, list[tuple[FileInfo, bytes]]]:
+        parsed = parse_instance(data, self.context.main_tags, default_encoding=self.default_encoding)
+        prepared = [self._prepare(data, FileContentType.DICOM, self.compression)]
+        if self.compression and parsed.pixel_data_offset:
+            # Orthanc's trick: the header kept apart, so tags are read without inflating the pixels.
+            header = data[: parsed.pixel_data_offset]
+            prepared.append(self._prepare(header, FileContentType.DICOM_UNTIL_PIXEL_DATA, True))
+        return parsed, prepared
 
     async def write_attachment(self, data: bytes, content_type: int, *, compressed: bool | None = None) -> FileInfo:
         """Write a file (compressed as StorageCompression says, unless told); the caller then indexes it."""
@@ -137,7 +155,8 @@ class Store:
     async def ingest(self, data: bytes, origin: dict[str, str]) -> IngestResult:
         """Store one DICOM file. ``origin`` carries Origin, RemoteAET, RemoteIP, CalledAET, HttpUsername."""
         ctx = self.context
-        parsed = await asyncio.to_thread(parse_instance, data, ctx.main_tags, default_encoding=self.default_encoding)
+        # One trip to a worker thread for all the CPU work: parsing, checksums, compression.
+        parsed, prepared = await asyncio.to_thread(self._read_incoming, data)
         for answer in ctx.pm.hook.accept_instance(instance=parsed, origin=origin):
             if await resolve(answer) is False:
                 raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "The instance was discarded by a filter")
@@ -145,20 +164,18 @@ class Store:
         if not self.overwrite and await ctx.index.lookup(ids[ResourceType.INSTANCE]) is not None:
             return IngestResult("AlreadyStored", parsed)
         await self._make_room(len(data), ids[ResourceType.PATIENT])
-        info = await self.write_attachment(data, FileContentType.DICOM)
-        record = InstanceRecord(
-            identifiers=parsed.identifiers,
-            main_tags=parsed.main_tags,
-            metadata=self._metadata(parsed, origin),
-            attachment=info,
-        )
+        files: list[FileInfo] = []
         try:
+            for info, payload in prepared:
+                await ctx.storage.create(info.uuid, info.content_type, payload)
+                files.append(info)
+            record = InstanceRecord(parsed.identifiers, indexed_tags(parsed), self._metadata(parsed, origin), files)
             outcome = await ctx.index.store_instance(record, overwrite=self.overwrite)
         except BaseException:
-            await self.remove_files([info])
+            await self.remove_files(files)
             raise
         if outcome.status != "Success":  # a concurrent writer stored it between our lookup and our write
-            await self.remove_files([info])
+            await self.remove_files(files)
             return IngestResult(outcome.status, parsed)
         await self.remove_files(outcome.replaced)
         self.stability.touch(ids)
@@ -169,27 +186,45 @@ class Store:
         )
         return IngestResult("Success", parsed)
 
-    def _metadata(self, parsed: ParsedInstance, origin: dict[str, str]) -> dict[int, str]:
-        meta: dict[int, str] = {
+    def _metadata(self, parsed: ParsedInstance, origin: dict[str, str]) -> dict[ResourceType, dict[int, str]]:
+        """Metadata per level: reception facts on the instance, first-instance facts on new parents."""
+        signature = self.context.main_tags.signature
+        instance: dict[int, str] = {
             MetadataType.RECEPTION_DATE: now_iso(),
             MetadataType.ORIGIN: origin.get("Origin", "Unknown"),
             MetadataType.REMOTE_AET: origin.get("RemoteAET", ""),
             MetadataType.REMOTE_IP: origin.get("RemoteIP", ""),
-            MetadataType.CALLED_AET: origin.get("CalledAET", ""),
-            MetadataType.HTTP_USERNAME: origin.get("HttpUsername", ""),
             MetadataType.TRANSFER_SYNTAX: parsed.transfer_syntax,
             MetadataType.SOP_CLASS_UID: parsed.sop_class_uid,
-            MetadataType.MAIN_DICOM_TAGS_SIGNATURE: self.context.main_tags.signature(),
+            MetadataType.MAIN_DICOM_TAGS_SIGNATURE: signature(ResourceType.INSTANCE),
         }
+        if "CalledAET" in origin:  # only DICOM receptions have one
+            instance[MetadataType.CALLED_AET] = origin["CalledAET"]
+        if "HttpUsername" in origin:  # only HTTP receptions have one
+            instance[MetadataType.HTTP_USERNAME] = origin["HttpUsername"]
         instance_tags = parsed.main_tags[ResourceType.INSTANCE]
-        index = instance_tags.get("InstanceNumber") or instance_tags.get("ImageIndex")
-        if index:
-            meta[MetadataType.INDEX_IN_SERIES] = index
+        for keyword in ("InstanceNumber", "ImageIndex"):
+            if keyword in instance_tags:
+                instance[MetadataType.INDEX_IN_SERIES] = instance_tags[keyword]
+                break
         if parsed.pixel_data_offset is not None:
-            meta[MetadataType.PIXEL_DATA_OFFSET] = str(parsed.pixel_data_offset)
+            instance[MetadataType.PIXEL_DATA_OFFSET] = str(parsed.pixel_data_offset)
             if parsed.pixel_data_vr:
-                meta[MetadataType.PIXEL_DATA_VR] = parsed.pixel_data_vr
-        return {int(k): v for k, v in meta.items()}
+                instance[MetadataType.PIXEL_DATA_VR] = parsed.pixel_data_vr
+        series: dict[int, str] = {
+            MetadataType.REMOTE_AET: origin.get("RemoteAET", ""),
+            MetadataType.MAIN_DICOM_TAGS_SIGNATURE: signature(ResourceType.SERIES),
+        }
+        expected = expected_instances(parsed.main_tags[ResourceType.SERIES])
+        if expected is not None:
+            series[MetadataType.EXPECTED_NUMBER_OF_INSTANCES] = str(expected)
+        levels = {
+            ResourceType.PATIENT: {MetadataType.MAIN_DICOM_TAGS_SIGNATURE: signature(ResourceType.PATIENT)},
+            ResourceType.STUDY: {MetadataType.MAIN_DICOM_TAGS_SIGNATURE: signature(ResourceType.STUDY)},
+            ResourceType.SERIES: series,
+            ResourceType.INSTANCE: instance,
+        }
+        return {level: {int(k): v for k, v in meta.items()} for level, meta in levels.items()}
 
     async def _make_room(self, incoming: int, patient: str) -> None:
         """Recycle the oldest unprotected patients until the new instance fits the configured limits."""
@@ -245,15 +280,43 @@ class Store:
 
         Returns (dataset, has_pixel_data).
         """
-        info = await self.dicom_attachment(instance_id)
-        resources = await self.context.index.get_resources(ResourceType.INSTANCE, [instance_id])
-        offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
-        if offset and info.compression is CompressionType.NONE:
-            data = await self.context.storage.read_range(info.uuid, info.content_type, 0, int(offset))
+        attachments = await self._attachments(ResourceType.INSTANCE, instance_id)
+        info = attachments.get(FileContentType.DICOM)
+        if info is None:
+            raise OrthancError(ErrorCode.INEXISTENT_FILE, f"instance {instance_id} has no DICOM file")
+        header = attachments.get(FileContentType.DICOM_UNTIL_PIXEL_DATA)
+        offset = None
+        if header is not None:  # stored compressed: the header was kept apart, small to inflate
+            data = await self.read_attachment(header)
+            offset = str(len(data))
+        elif info.compression is CompressionType.NONE:
+            resources = await self.context.index.get_resources(ResourceType.INSTANCE, [instance_id])
+            offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
+            end = int(offset) if offset else info.uncompressed_size
+            data = await self.context.storage.read_range(info.uuid, info.content_type, 0, end)
         else:
             data = await self.read_attachment(info)
         ds, pixel_offset = await asyncio.to_thread(read_header, data, default_encoding=self.default_encoding)
         return ds, bool(offset) or pixel_offset is not None
+
+    async def reindex(self, instance_id: str, data: bytes) -> None:
+        """Index an instance's tags again from its file, for every level (after ExtraMainDicomTags changed)."""
+        ctx = self.context
+        parsed = await asyncio.to_thread(parse_instance, data, ctx.main_tags, default_encoding=self.default_encoding)
+        ids = parsed.identifiers.public_ids()
+        if ids[ResourceType.INSTANCE] != instance_id:
+            raise OrthancError(ErrorCode.CORRUPTED_FILE, f"the file of {instance_id} holds another instance")
+        tags = indexed_tags(parsed)
+        for level in ResourceType:
+            await ctx.index.update_main_tags(level, ids[level], tags[level])
+            _, change = await ctx.index.set_metadata(
+                level,
+                ids[level],
+                MetadataType.MAIN_DICOM_TAGS_SIGNATURE,
+                ctx.main_tags.signature(level),
+                expected_revision=None,
+            )
+            ctx.events.publish("on_change", context=ctx, change=change)
 
     # -- background duties -----------------------------------------------------------------------------------
     async def _became_stable(self, level: ResourceType, public_id: str) -> None:

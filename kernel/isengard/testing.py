@@ -11,19 +11,24 @@ The fixtures are registered by the repository's ``conftest.py``; a plugin's own 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
+
+from .model import DicomIdentifiers, ResourceType
 
 
 def _find_samples() -> Path:
@@ -177,3 +182,71 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server = ServerProcess(tmp_path_factory.mktemp("module-server")).start()
     yield server
     server.stop()
+
+
+def dicom_variant(path: Path, **values: Any) -> bytes:
+    """A sample file with some elements replaced by keyword (new UIDs make new instances of a real file)."""
+    ds = pydicom.dcmread(path, force=True)
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=False)
+    return out.getvalue()
+
+
+def assert_orthanc_error(response: httpx.Response, status: int, orthanc_error: str | None = None) -> dict[str, Any]:
+    """Check Orthanc's JSON error body (the fields clients read) and return it."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    body = response.json()
+    assert body["HttpStatus"] == status
+    assert body["Method"] == response.request.method
+    assert body["Uri"] == response.request.url.path
+    assert isinstance(body["OrthancStatus"], int)
+    assert body["Message"] == body["OrthancError"]
+    if orthanc_error is not None:
+        assert body["OrthancError"] == orthanc_error, body
+    return body
+
+
+def storage_files(server: ServerProcess) -> set[str]:
+    """Names of every file under the server's StorageDirectory (temporary ones included).
+
+    os.walk rather than rglob: folders the server removes meanwhile are skipped instead of raising.
+    """
+    return {name for _, _, files in os.walk(server.config["StorageDirectory"]) for name in files}
+
+
+def dicom_files(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Instance id -> the /attachments/dicom/info of its file, for every instance the server indexes."""
+    return {i: client.get(f"/instances/{i}/attachments/dicom/info").json() for i in client.get("/instances").json()}
+
+
+def instance_id(source: Path | pydicom.Dataset) -> str:
+    """Orthanc's identifier of the instance in a DICOM file (or dataset): what the server will call it."""
+    ds = source if isinstance(source, pydicom.Dataset) else pydicom.dcmread(source, force=True, stop_before_pixels=True)
+    keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    return DicomIdentifiers(*(str(ds.get(k, "")).strip() for k in keys)).public_id(ResourceType.INSTANCE)
+
+
+def latencies_during(server: ServerProcess, action: Any, *, pause: float = 0.01) -> tuple[Any, list[float]]:
+    """Run ``action()`` in a thread while timing GET /system over and over: (its result, the latencies in s)."""
+    done, result = threading.Event(), []
+
+    def run() -> None:
+        try:
+            result.append(action())
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run)
+    latencies = []
+    with server.client(timeout=10) as c:
+        worker.start()
+        while not done.is_set():
+            started = time.monotonic()
+            assert c.get("/system").status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(pause)
+    worker.join()
+    assert result, "the action failed"
+    return result[0], latencies

@@ -12,8 +12,9 @@ import warnings
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.charset import convert_encodings
-from pydicom.dataelem import DataElement
+from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -45,6 +46,16 @@ ENCODINGS: dict[str, str] = {
 }
 
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW", "US or SS or OW"})
+#: VRs whose bytes are text in the character set of the dataset; the other string VRs are plain ASCII.
+TEXT_VRS = frozenset({"SH", "LO", "UC", "ST", "LT", "UT", "PN"})
+STRING_VRS = TEXT_VRS | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+#: Bytes at which ISO 2022 escape sequences reset: value and component separators.
+_TEXT_DELIMS = {
+    "PN": {0x5C, 0x5E, 0x3D},
+    "ST": TEXT_VR_DELIMS,
+    "LT": TEXT_VR_DELIMS,
+    "UT": TEXT_VR_DELIMS,
+}
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 
@@ -64,7 +75,7 @@ class ParsedInstance:
 
     def tag(self, keyword: str) -> str | None:
         """The text of a header element, as it would appear in Orthanc's JSON (``None`` if absent/binary)."""
-        return element_text(self.dataset[keyword]) if keyword in self.dataset else None
+        return dataset_text(self.dataset, tag_for_keyword(keyword)) if keyword in self.dataset else None
 
 
 def bad_file(details: str) -> OrthancError:
@@ -90,15 +101,74 @@ def read_header(data: bytes, *, default_encoding: str = "Latin1") -> tuple[Datas
     except Exception as e:  # pydicom raises many types on garbage; all mean the same here
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from e
     offset = fp.tell() if fp.tell() < len(data) else None
+    end = _check_lengths(ds)
+    deflated = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+    if offset is None and end is not None and not deflated and data[end:].strip(b"\0"):
+        raise bad_file("The file is truncated inside the header of an element")
     if "SpecificCharacterSet" not in ds:
         ds._parent_encoding = convert_encodings(ENCODINGS.get(default_encoding, "ISO_IR 100"))
     return ds, offset
 
 
+def _check_lengths(ds: Dataset) -> int | None:
+    """Refuse values shorter than their declared length; return where the last top-level element ends.
+
+    pydicom reads a short value, and skips a partial element header at the end of the file, without complaint:
+    both mean a truncated file (or a forged huge length). ``None`` when the last element has an undefined length.
+    """
+    end = None
+    tags = list(ds.keys())  # iterating the dataset itself would convert every element
+    for tag in tags:
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
+            end = None
+            continue
+        if isinstance(raw.value, bytes) and len(raw.value) < raw.length:
+            raise bad_file(
+                f"The file is truncated: element {tag} declares {raw.length} bytes, {len(raw.value)} are present"
+            )
+        end = raw.value_tell + raw.length
+    return end
+
+
+def dataset_text(ds: Dataset, tag: int) -> str | None:
+    """The text of an element of ``ds`` exactly as Orthanc shows it: decoded from the bytes of the file.
+
+    Values are kept as written, spaces inside multiple values and empty trailing name groups included
+    ("Wang^XiaoDong=王^小東="); only the padding at the end goes. Elements pydicom has already converted fall
+    back to :func:`element_text`, so read from a dataset nobody has browsed yet for exact answers.
+    """
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement):
+        vr = raw.VR or _dictionary_vr(tag)
+        if vr in STRING_VRS:
+            if not raw.value:
+                return ""
+            return decode_text(raw.value, vr, ds._character_set)
+    return element_text(ds[tag])
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:  # private or unknown: pydicom's conversion decides
+        return None
+
+
+def decode_text(value: bytes, vr: str, encodings: str | list[str]) -> str:
+    """Bytes of a string element as text, in the dataset's character set when the VR is a text VR."""
+    if vr in TEXT_VRS:
+        codecs = [encodings] if isinstance(encodings, str) else list(encodings)
+        text = decode_bytes(value, codecs, _TEXT_DELIMS.get(vr, TEXT_VR_DELIMS | {0x5C}))
+    else:
+        text = value.decode("latin-1")
+    return text.rstrip(" \x00")
+
+
 def element_text(elem: DataElement) -> str | None:
     """An element's value as Orthanc writes it in JSON: a string, multiple values joined by ``\\``.
 
-    ``None`` for binary and sequence elements.
+    ``None`` for binary and sequence elements. An attribute tag (AT) shows its first value only, as Orthanc does.
     """
     vr = elem.VR
     if vr == "SQ" or vr in BINARY_VRS:
@@ -109,6 +179,8 @@ def element_text(elem: DataElement) -> str | None:
     if isinstance(value, bytes):
         return value.decode("latin-1").rstrip("\x00 ")
     items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    if vr == "AT":
+        items = items[:1]
     return "\\".join(_scalar_text(v, vr) for v in items)
 
 
@@ -130,8 +202,7 @@ def parse_instance(data: bytes, main_tags: MainTags, *, default_encoding: str = 
             level_values: dict[str, str] = {}
             for keyword in keywords:
                 if keyword in ds:
-                    elem = ds[keyword]
-                    text = element_text(elem)
+                    text = dataset_text(ds, tag_for_keyword(keyword))
                     if text is not None:
                         level_values[keyword] = text
             values[level] = level_values

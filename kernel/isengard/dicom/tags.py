@@ -99,9 +99,34 @@ class MainTags:
         """The level that indexes a tag (the highest one when several do), or ``None``."""
         return self._level_of.get(keyword)
 
-    def signature(self) -> str:
-        """A digest of the lists, stored with each instance so a later change of lists can be detected."""
-        return ";".join(",".join(self.by_level[level]) for level in ResourceType)
+    def signature(self, level: ResourceType) -> str:
+        """The tags a resource was indexed with ("0010,0010;0010,0020;..."), so that a later change of the lists
+        can be detected (Orthanc's MainDicomTagsSignature metadata)."""
+        return ";".join(format_tag(parse_tag(k)) for k in self.by_level[level])
+
+
+_EXPECTED_COUNT_PAIRS = (("ImagesInAcquisition", "NumberOfTemporalPositions"), ("NumberOfSlices", "NumberOfTimeSlices"))
+
+
+def expected_instances(tags: Mapping[str, str]) -> int | None:
+    """How many instances a series announces, by Orthanc's rule, from the main tags of its first instance.
+
+    ImagesInAcquisition counts only with NumberOfTemporalPositions, NumberOfSlices only with NumberOfTimeSlices
+    (cardiac PET): their products; otherwise CardiacNumberOfImages. The first rule whose tags are present decides,
+    so an unreadable or null count means "unknown".
+    """
+    try:
+        for first, second in _EXPECTED_COUNT_PAIRS:
+            if first in tags and second in tags:
+                count = int(tags[first]) * int(tags[second])
+                break
+        else:
+            if "CardiacNumberOfImages" not in tags:
+                return None
+            count = int(tags["CardiacNumberOfImages"])
+    except ValueError:
+        return None
+    return count if count > 0 else None
 
 
 def keyword_of(name: str) -> str:

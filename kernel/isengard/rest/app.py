@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -19,6 +20,7 @@ from .errors import error_response, orthanc_error_response
 log = logging.getLogger("isengard.rest")
 
 REALM = "Orthanc Secure Area"
+_DRAIN_LIMIT = 1024 * 1024
 _HTTP_ERRORS = {
     400: ErrorCode.BAD_REQUEST,
     404: ErrorCode.UNKNOWN_RESOURCE,
@@ -72,13 +74,17 @@ def create_app(ctx: ServerContext) -> Quart:
     users = {str(k): str(v) for k, v in config.dict("RegisteredUsers").items()}
     describe = config.bool("HttpDescribeErrors")
 
+    def unauthorized(details: str | None = None) -> Response:
+        response = error_response(ErrorCode.UNAUTHORIZED, details, http_status=401, describe=describe)
+        response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+        return response
+
     @app.before_request
     async def gate() -> Response | None:
         remote = request.remote_addr
         if not remote_allowed and not _is_loopback(remote):
-            return error_response(
-                ErrorCode.FORBIDDEN_ACCESS, "Remote access is not allowed (RemoteAccessAllowed)", http_status=403
-            )
+            # Orthanc answers a remote client 401 (not 403) when RemoteAccessAllowed is false
+            return unauthorized("Remote access is not allowed (RemoteAccessAllowed)")
         user = None
         if require_auth:
             credentials = _basic_user(request.headers.get("Authorization"))
@@ -88,9 +94,7 @@ def create_app(ctx: ServerContext) -> Quart:
                 or expected is None
                 or not hmac.compare_digest(expected.encode(), credentials[1].encode())
             ):
-                response = error_response(ErrorCode.UNAUTHORIZED, http_status=401)
-                response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
-                return response
+                return unauthorized()
             user = credentials[0]
         request.isengard_user = user  # type: ignore[attr-defined]
         access = AccessRequest(
@@ -104,6 +108,22 @@ def create_app(ctx: ServerContext) -> Quart:
         if not await is_authorized(ctx.pm, access):
             return error_response(ErrorCode.FORBIDDEN_ACCESS, http_status=403)
         return None
+
+    @app.after_request
+    async def finish_body(response: Response) -> Response:
+        """Receive the rest of a small unread request body before answering; otherwise close after an error.
+
+        Hypercorn silently drops a keep-alive connection whose request body it has not wholly received when the
+        answer ends, and the client's next request on that connection fails. Errors answered before the view read
+        the body (401, 404, bad JSON) are the usual case.
+        """
+        length = request.content_length
+        if length is not None and length <= _DRAIN_LIMIT:
+            with contextlib.suppress(Exception):
+                await request.get_data()
+        elif response.status_code >= 400 and (length or request.headers.get("Transfer-Encoding")):
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(OrthancError)
     async def orthanc_error(error: OrthancError) -> Response:
@@ -119,6 +139,11 @@ def create_app(ctx: ServerContext) -> Quart:
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def not_text(error: UnicodeDecodeError) -> Response:
+        # request.get_data(as_text=True) on a body that is not UTF-8: the client's mistake, not ours
+        return error_response(ErrorCode.BAD_REQUEST, f"The body is not UTF-8 text: {error}", describe=describe)
 
     @app.errorhandler(Exception)
     async def internal_error(error: Exception) -> Response:

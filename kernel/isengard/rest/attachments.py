@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from quart import Blueprint, Quart, Response, request
@@ -14,11 +15,10 @@ from ..errors import ErrorCode, OrthancError, unknown_resource
 from ..model import (
     ATTACHMENT_NAMES,
     METADATA_NAMES,
+    USER_CONTENT_TYPE_RANGE,
     USER_METADATA_RANGE,
     CompressionType,
-    FileContentType,
     FileInfo,
-    MetadataType,
 )
 from .common import answer, context, flag, get_resource, level_of_collection, text_answer
 
@@ -35,12 +35,20 @@ def metadata_names(ctx: ServerContext) -> dict[int, str]:
 
 
 def metadata_kind(ctx: ServerContext, name: str) -> int:
+    """A metadata by name or number; only user metadata (UserMetadata, 1024-65535) can be written."""
     for kind, label in metadata_names(ctx).items():
         if label == name:
             return kind
-    if name.isdigit() and int(name) in USER_METADATA_RANGE:
+    if name.isdigit():
         return int(name)
-    raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"unknown metadata {name!r} (declare it in UserMetadata)")
+    raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"unknown metadata {name!r} (declare it in UserMetadata)")
+
+
+def _writable_metadata(ctx: ServerContext, name: str) -> int:
+    kind = metadata_kind(ctx, name)
+    if kind not in USER_METADATA_RANGE:
+        raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, f"metadata {name} is maintained by the server")
+    return kind
 
 
 def attachment_names(ctx: ServerContext) -> dict[int, str]:
@@ -54,24 +62,60 @@ def attachment_kind(ctx: ServerContext, name: str) -> int:
     for kind, label in attachment_names(ctx).items():
         if label == name:
             return kind
-    if name.isdigit() and int(name) >= 1024:
+    if name.isdigit():
         return int(name)
-    raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"unknown attachment {name!r}")
+    raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"unknown attachment {name!r} (declare it in UserContentType)")
 
 
-def _revision_header() -> int | None:
-    """``If-Match`` carries the revision a writer saw, as an ETag ("3" or "\"3\"")."""
+def _writable_attachment(ctx: ServerContext, name: str) -> int:
+    kind = attachment_kind(ctx, name)
+    if kind not in USER_CONTENT_TYPE_RANGE:
+        raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, f"attachment {name} is maintained by the server")
+    return kind
+
+
+def _mime_type(ctx: ServerContext, kind: int) -> str:
+    """The MIME type declared with a user content type (``"notes": [1031, "text/plain"]``)."""
+    for value in ctx.config.dict("UserContentType").values():
+        if isinstance(value, list) and len(value) > 1 and int(value[0]) == kind:
+            return str(value[1])
+    return "application/octet-stream"
+
+
+def etag(revision: int, md5: str) -> str:
+    """Orthanc's ETag of a metadata or an attachment: the revision and the MD5 of the content."""
+    return f'"{revision}-{md5}"'
+
+
+_IF_MATCH = re.compile(r"(\d+)(?:-([0-9a-f]{32}))?")
+
+
+def _if_match() -> tuple[int, str | None] | None:
+    """(revision, MD5) from ``If-Match``: Orthanc's ETag ("3-<md5>"), or the bare revision ("3") also accepted."""
     raw = request.headers.get("If-Match")
     if raw is None:
         if context().config.bool("CheckRevisions"):
             raise OrthancError(
-                ErrorCode.REVISION, "CheckRevisions is on: send If-Match with the current revision", http_status=428
+                ErrorCode.REVISION, "CheckRevisions is on: send If-Match with the current ETag", http_status=428
             )
         return None
-    raw = raw.strip().strip('"')
-    if not raw.isdigit():
-        raise OrthancError(ErrorCode.BAD_REQUEST, "If-Match must be a revision number")
-    return int(raw)
+    match = _IF_MATCH.fullmatch(raw.strip().strip('"'))
+    if match is None:
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE, f"If-Match must hold an ETag (revision, dash, MD5), not {raw}"
+        )
+    return int(match.group(1)), match.group(2)
+
+
+def _expected_revision(current_md5: str | None) -> int | None:
+    """The revision a writer saw; 409 now if the content it saw (the MD5 of its ETag) is not the current one."""
+    expected = _if_match()
+    if expected is None:
+        return None
+    revision, md5 = expected
+    if md5 is not None and current_md5 is not None and md5 != current_md5:
+        raise OrthancError(ErrorCode.REVISION, "the content changed since this ETag was read")
+    return revision
 
 
 def _revision_error(e: RevisionMismatch) -> OrthancError:
@@ -92,10 +136,10 @@ async def list_metadata(collection: str, public_id: str) -> Response:
     level = await _check(collection, public_id)
     values = await ctx.index.get_metadata(level, public_id)
     names = metadata_names(ctx)
-    labelled = {names.get(k, str(k)): v for k, (v, _) in values.items()}
+    labelled = {names.get(k, str(k)): v for k, (v, _) in sorted(values.items())}  # by number, as Orthanc
     if flag("expand"):
-        return answer(dict(sorted(labelled.items())))
-    return answer(sorted(labelled))
+        return answer(labelled)
+    return answer(list(labelled))
 
 
 @bp.get(f"{RESOURCE}/metadata/<name>")
@@ -108,8 +152,12 @@ async def get_metadata(collection: str, public_id: str, name: str) -> Response:
     if found is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no metadata {name}")
     response = text_answer(found[0])
-    response.headers["ETag"] = f'"{found[1]}"'
+    response.headers["ETag"] = etag(found[1], _md5(found[0]))
     return response
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 @bp.put(f"{RESOURCE}/metadata/<name>")
@@ -117,35 +165,33 @@ async def set_metadata(collection: str, public_id: str, name: str) -> Response:
     """Set a metadata (the body is its value); ``If-Match`` guards against concurrent writers."""
     ctx = context()
     level = await _check(collection, public_id)
-    kind = metadata_kind(ctx, name)
-    if kind < 1024 and kind != MetadataType.MODIFIED_FROM and kind != MetadataType.ANONYMIZED_FROM:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"metadata {name} is maintained by the server")
+    kind = _writable_metadata(ctx, name)
     value = await request.get_data(as_text=True)
+    current = (await ctx.index.get_metadata(level, public_id)).get(kind)
+    expected = _expected_revision(_md5(current[0]) if current else None)
     try:
-        revision, change = await ctx.index.set_metadata(
-            level, public_id, kind, value, expected_revision=_revision_header()
-        )
+        revision, change = await ctx.index.set_metadata(level, public_id, kind, value, expected_revision=expected)
     except RevisionMismatch as e:
         raise _revision_error(e) from None
     ctx.events.publish("on_change", context=ctx, change=change)
     response = text_answer("")
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision, _md5(value))
     return response
 
 
 @bp.delete(f"{RESOURCE}/metadata/<name>")
 async def delete_metadata(collection: str, public_id: str, name: str) -> Response:
-    """Remove a user metadata."""
+    """Remove a user metadata (absent already: fine, unless ``If-Match`` named a revision of it)."""
     ctx = context()
     level = await _check(collection, public_id)
-    kind = metadata_kind(ctx, name)
-    if kind < 1024:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"metadata {name} is maintained by the server")
+    kind = _writable_metadata(ctx, name)
+    current = (await ctx.index.get_metadata(level, public_id)).get(kind)
+    expected = _expected_revision(_md5(current[0]) if current else None)
     try:
-        removed = await ctx.index.delete_metadata(level, public_id, kind, expected_revision=_revision_header())
+        removed = await ctx.index.delete_metadata(level, public_id, kind, expected_revision=expected)
     except RevisionMismatch as e:
         raise _revision_error(e) from None
-    if not removed:
+    if not removed and expected is not None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no metadata {name}")
     return text_answer("")
 
@@ -205,6 +251,7 @@ async def attachment_operations(collection: str, public_id: str, name: str) -> R
             "size",
             "uncompress",
             "verify-md5",
+            "uuid",  # listed by Orthanc too, though no route answers it
         ]
     )
 
@@ -213,9 +260,7 @@ async def attachment_operations(collection: str, public_id: str, name: str) -> R
 async def attachment_info(collection: str, public_id: str, name: str) -> Response:
     """Sizes, checksums, uuid and revision of an attachment."""
     _, info = await _attachment(collection, public_id, name)
-    response = answer(_info_json(info))
-    response.headers["ETag"] = f'"{info.revision}"'
-    return response
+    return answer(_info_json(info), headers={"ETag": etag(info.revision, info.uncompressed_md5)})
 
 
 @bp.get(f"{RESOURCE}/attachments/<name>/data")
@@ -225,8 +270,8 @@ async def attachment_data(collection: str, public_id: str, name: str) -> Respons
     ctx = context()
     return Response(
         ctx.store.stream_attachment(info),
-        content_type="application/octet-stream",
-        headers={"Content-Length": str(info.uncompressed_size), "ETag": f'"{info.revision}"'},
+        content_type=_mime_type(ctx, info.content_type),
+        headers={"Content-Length": str(info.uncompressed_size), "ETag": etag(info.revision, info.uncompressed_md5)},
     )
 
 
@@ -251,7 +296,9 @@ _SCALARS = {
 async def attachment_scalar(collection: str, public_id: str, name: str, what: str) -> Response:
     """One property of an attachment, as text."""
     _, info = await _attachment(collection, public_id, name)
-    return text_answer(_SCALARS[what](info))
+    response = text_answer(_SCALARS[what](info))
+    response.headers["ETag"] = etag(info.revision, info.uncompressed_md5)
+    return response
 
 
 @bp.post(f"{RESOURCE}/attachments/<name>/verify-md5")
@@ -295,16 +342,16 @@ async def uncompress_attachment(collection: str, public_id: str, name: str) -> R
 
 @bp.put(f"{RESOURCE}/attachments/<name>")
 async def put_attachment(collection: str, public_id: str, name: str) -> Response:
-    """Add or replace a user attachment (content types from 1024)."""
+    """Add or replace a user attachment (content types from 1024); ``If-Match`` guards against concurrent writers."""
     ctx = context()
     level = await _check(collection, public_id)
-    kind = attachment_kind(ctx, name)
-    if kind < 1024:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"attachment {name} is maintained by the server")
+    kind = _writable_attachment(ctx, name)
+    current = (await ctx.index.get_attachments(level, public_id)).get(kind)
+    expected = _expected_revision(current.uncompressed_md5 if current else None)
     data = await request.get_data()
     info = await ctx.store.write_attachment(data, kind)
     try:
-        old, change = await ctx.index.set_attachment(level, public_id, info, expected_revision=_revision_header())
+        old, change = await ctx.index.set_attachment(level, public_id, info, expected_revision=expected)
     except RevisionMismatch as e:
         await ctx.store.remove_files([info])
         raise _revision_error(e) from None
@@ -313,22 +360,24 @@ async def put_attachment(collection: str, public_id: str, name: str) -> Response
         raise
     await ctx.store.remove_files([old] if old else [])
     ctx.events.publish("on_change", context=ctx, change=change)
-    return answer({"ID": public_id, "Path": f"/{collection}/{public_id}/attachments/{name}"})
+    revision = 0 if old is None else old.revision + 1
+    return answer({}, headers={"ETag": etag(revision, info.uncompressed_md5)})
 
 
 @bp.delete(f"{RESOURCE}/attachments/<name>")
 async def delete_attachment(collection: str, public_id: str, name: str) -> Response:
-    """Remove a user attachment (the DICOM file of an instance cannot be removed this way)."""
+    """Remove a user attachment (absent already: fine, unless ``If-Match`` named a revision of it)."""
     ctx = context()
-    level, info = await _attachment(collection, public_id, name)
-    if info.content_type == FileContentType.DICOM:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "delete the instance to remove its DICOM file")
+    level = await _check(collection, public_id)
+    kind = _writable_attachment(ctx, name)
+    current = (await ctx.index.get_attachments(level, public_id)).get(kind)
+    expected = _expected_revision(current.uncompressed_md5 if current else None)
     try:
-        old = await ctx.index.delete_attachment(
-            level, public_id, info.content_type, expected_revision=_revision_header()
-        )
+        old = await ctx.index.delete_attachment(level, public_id, kind, expected_revision=expected)
     except RevisionMismatch as e:
         raise _revision_error(e) from None
+    if old is None and expected is not None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no attachment {name}")
     await ctx.store.remove_files([old] if old else [])
     return text_answer("")
 

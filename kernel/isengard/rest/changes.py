@@ -21,7 +21,7 @@ async def changes() -> Response:
         last = await index.last_change()
         return answer({"Changes": [last.to_json()] if last else [], "Done": True, "Last": last.seq if last else 0})
     since = int_arg("since", 0) or 0
-    limit = min(int_arg("limit", 100) or 100, MAX_LIMIT)
+    limit = min(int_arg("limit", 100) or 0, MAX_LIMIT)
     items, done, last_seq = await index.get_changes(since, limit)
     last = items[-1].seq if items else last_seq
     return answer({"Changes": [c.to_json() for c in items], "Done": done, "Last": last})
@@ -39,7 +39,7 @@ async def exports() -> Response:
     """Resources sent to modalities or peers, when LogExportedResources is on."""
     index = context().index
     since = int_arg("since", 0) or 0
-    limit = min(int_arg("limit", 100) or 100, MAX_LIMIT)
+    limit = min(int_arg("limit", 100) or 0, MAX_LIMIT)
     items, done, last_seq = await index.get_exports(since, limit)
     body = [
         {

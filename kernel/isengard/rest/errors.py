@@ -45,6 +45,7 @@ _REASONS = {
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
     416: "Requested Range Not Satisfiable",
+    422: "Unprocessable Entity",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",

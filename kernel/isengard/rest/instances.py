@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 from pydicom.sequence import Sequence
@@ -16,7 +16,7 @@ from quart import Blueprint, Quart, Response, request
 from .. import hookimpl
 from ..context import ServerContext
 from ..dicom.json import JsonFormat, dataset_to_json
-from ..dicom.parse import PIXEL_DATA
+from ..dicom.parse import BINARY_VRS, PIXEL_DATA, element_text
 from ..dicom.tags import format_tag, parse_tag
 from ..errors import ErrorCode, OrthancError
 from .common import answer, context
@@ -55,23 +55,32 @@ async def simplified_tags(public_id: str) -> Response:
 
 @bp.get("/instances/<public_id>/header")
 async def header(public_id: str) -> Response:
-    """The file meta information (group 0002)."""
+    """The file meta information (group 0002), without its binary elements as in Orthanc."""
     ds, _ = await context().store.read_header(public_id)
-    meta = getattr(ds, "file_meta", None) or Dataset()
+    meta = Dataset()
+    for elem in getattr(ds, "file_meta", None) or []:
+        if elem.VR not in BINARY_VRS:
+            meta.add(elem)
     return answer(dataset_to_json(meta, JsonFormat.from_args(request.args)))
 
 
-def _raw_value(elem: DataElement, ds: Dataset) -> bytes:
-    """The value as stored in the file (Orthanc's /content answers raw bytes)."""
-    raw = ds.get_item(elem.tag)
-    value = getattr(raw, "value", None)
-    if isinstance(value, bytes):
-        return value
-    v = elem.value
-    if isinstance(v, bytes):
-        return v
-    text = "\\".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
-    return text.encode("utf-8")
+#: Byte width of the values of the binary VRs, to give little-endian bytes from a big-endian file as Orthanc does.
+_WORD_SIZES = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4}
+_WORD_SIZES |= {"FD": 8, "OD": 8, "UV": 8, "SV": 8, "OV": 8}
+
+
+def _raw_value(raw: DataElement | RawDataElement, elem: DataElement) -> bytes:
+    """The value as stored in the file, padding included (Orthanc's /content answers raw bytes)."""
+    if isinstance(raw, RawDataElement):
+        value = raw.value or b""
+        size = _WORD_SIZES.get(elem.VR, 1)
+        if raw.is_little_endian or size == 1:
+            return value
+        return b"".join(value[i : i + size][::-1] for i in range(0, len(value), size))
+    if isinstance(elem.value, bytes):
+        return elem.value
+    value = (element_text(elem) or "").encode("utf-8")
+    return value + (b"\x00" if elem.VR == "UI" else b" ") * (len(value) % 2)  # values have an even length
 
 
 @bp.get("/instances/<public_id>/content", defaults={"path": ""})
@@ -96,15 +105,17 @@ async def content(public_id: str, path: str) -> Response:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"bad tag {part}") from None
             if tag not in node:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no tag {part}")
+            raw = node.get_item(tag)  # before pydicom converts it: the bytes of the file
             elem = node[tag]
             if elem.VR == "SQ":
                 node = elem.value
-            elif tag == PIXEL_DATA and getattr(elem, "is_undefined_length", False):
-                node = list(generate_fragments(elem.value))
+            elif tag == PIXEL_DATA:  # a list of fragments; native pixel data is one fragment, as in Orthanc
+                encapsulated = getattr(elem, "is_undefined_length", False)
+                node = list(generate_fragments(elem.value)) if encapsulated else [_raw_value(raw, elem)]
             else:
                 if i != len(parts) - 1:
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "cannot go below a value")
-                return Response(_raw_value(elem, node), content_type="application/octet-stream")
+                return Response(_raw_value(raw, elem), content_type="application/octet-stream")
         elif isinstance(node, Sequence | list):
             if not part.isdigit() or int(part) >= len(node):
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"no item {part}")

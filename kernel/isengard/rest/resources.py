@@ -15,7 +15,7 @@ from ..errors import ErrorCode, OrthancError
 from ..model import Resource, ResourceType
 from ..requested import requested_tags
 from .common import answer, context, flag, get_resource, int_arg, level_of_collection, text_answer
-from .serialize import resource_json
+from .serialize import resources_json
 from .system import _mb
 
 bp = Blueprint("resources", __name__)
@@ -35,17 +35,23 @@ def requested_keywords() -> list[str] | None:
 
 async def expanded(ctx: ServerContext, resources: list[Resource], keywords: list[str] | None) -> list[dict[str, Any]]:
     if keywords is None:
-        return [resource_json(ctx, r) for r in resources]
+        return await resources_json(ctx, resources)
     tags = await asyncio.gather(*(requested_tags(ctx, r, keywords) for r in resources))
-    return [resource_json(ctx, r, t) for r, t in zip(resources, tags, strict=True)]
+    return await resources_json(ctx, resources, tags)
 
 
 @bp.get(f"/{COLLECTIONS}")
 async def list_resources(collection: str) -> Response:
-    """Identifiers of all resources of a level; ``?expand`` for full objects, ``since``/``limit`` to page."""
+    """Identifiers of all resources of a level; ``?expand`` for full objects, ``since`` with ``limit`` to page."""
     ctx = context()
     level = level_of_collection(collection)
-    ids = await ctx.index.list_resources(level, since=int_arg("since", 0) or 0, limit=int_arg("limit"))
+    since, limit = int_arg("since"), int_arg("limit")
+    if (since is None) != (limit is None):  # Orthanc pages only with both
+        missing = "since" if since is None else "limit"
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST, f'Missing "{missing}" argument for GET request against: {request.path}'
+        )
+    ids = await ctx.index.list_resources(level, since=since or 0, limit=limit)
     if not flag("expand"):
         return answer(ids)
     return answer(await expanded(ctx, await ctx.index.get_resources(level, ids), requested_keywords()))
@@ -75,7 +81,8 @@ async def _descendants(level: ResourceType, public_id: str, target: ResourceType
     while current and current[0].level < target:
         child = current[0].level.child
         assert child is not None
-        current = await ctx.index.get_resources(child, [c for r in current for c in r.children])
+        # Orthanc's order: the children of the last parent first, each parent's children in their own order.
+        current = await ctx.index.get_resources(child, [c for r in reversed(current) for c in r.children])
     return current
 
 
@@ -189,7 +196,7 @@ async def shared_tags(collection: str, public_id: str) -> Response:
         ds, _ = await ctx.store.read_header(instance)
         tags = dataset_to_json(ds, JsonFormat.FULL)
         if shared is None:
-            shared = {k: v for k, v in tags.items() if v["Type"] != "Sequence"}
+            shared = {k: v for k, v in tags.items() if v["Type"] == "String"}  # Orthanc compares text values only
         else:
             shared = {k: v for k, v in shared.items() if tags.get(k) == v}
     shared = shared or {}
@@ -209,12 +216,12 @@ async def get_protected(public_id: str) -> Response:
 
 @bp.put("/patients/<public_id>/protected")
 async def set_protected(public_id: str) -> Response:
-    """Protect ("1") or release ("0") a patient."""
+    """Protect ("1" or "true") or release ("0" or "false") a patient."""
     await get_resource(ResourceType.PATIENT, public_id)
     value = (await request.get_data(as_text=True)).strip()
-    if value not in ("0", "1"):
-        raise OrthancError(ErrorCode.BAD_REQUEST, "the body must be 0 or 1")
-    await context().index.set_protected(public_id, value == "1")
+    if value not in ("0", "1", "true", "false"):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+    await context().index.set_protected(public_id, value in ("1", "true"))
     return text_answer("")
 
 

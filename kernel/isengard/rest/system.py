@@ -80,10 +80,20 @@ async def statistics() -> Response:
     )
 
 
+#: Orthanc lists this pseudo-plugin: the script its web interface loads to let plugins extend it.
+EXPLORER_JS = "explorer.js"
+
+
 @bp.get("/plugins")
 async def plugins() -> Response:
-    """Names of the plugins loaded besides the kernel."""
-    return answer([p.name for p in context().plugins])
+    """Names of the plugins loaded besides the kernel, and Orthanc's "explorer.js"."""
+    return answer([p.name for p in context().plugins] + [EXPLORER_JS])
+
+
+@bp.get(f"/plugins/{EXPLORER_JS}")
+async def explorer_js() -> Response:
+    """The extensions of Orthanc Explorer by the plugins (none of Isengard's extend it)."""
+    return text_answer("// Extensions to Orthanc Explorer by the registered plugins\n", "application/javascript")
 
 
 @bp.get("/plugins/<name>")

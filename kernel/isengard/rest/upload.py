@@ -6,9 +6,10 @@ file in a ZIP never blocks its neighbours, and nothing of a refused file reaches
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from quart import Blueprint, Quart, Response, request
@@ -21,7 +22,8 @@ from .common import answer, context
 
 bp = Blueprint("upload", __name__)
 
-#: A ZIP entry larger than this is refused unread (a "zip bomb" declares small and inflates huge).
+#: A ZIP entry larger than this (or than MaximumUploadSize when set) is refused: a "zip bomb" entry is read
+#: with a bounded size whatever its header declares, and entries are inflated one at a time, off the event loop.
 MAX_ZIP_ENTRY = 2 * 1024 * 1024 * 1024
 
 
@@ -64,21 +66,23 @@ async def multipart_files() -> list[bytes]:
     return [f.read() for f in files.values()]
 
 
-def _origin() -> dict[str, str]:
+def rest_origin() -> dict[str, str]:
+    """How an instance arrived through this request (its reception metadata)."""
     return {
         "Origin": "RestApi",
         "RemoteIP": request.remote_addr or "",
         "HttpUsername": current_user() or "",
         "RemoteAET": "",
-        "CalledAET": "",
     }
 
 
-async def _ingest_many(items: list[tuple[str, bytes | None, str | None]]) -> list[dict[str, Any]]:
+async def _ingest_many(items: Iterable[tuple[str, bytes | None, str | None]]) -> list[dict[str, Any]]:
     ctx = context()
-    origin = _origin()
+    origin = rest_origin()
     results: list[dict[str, Any]] = []
-    for name, data, error in items:
+    members = iter(items)
+    while (item := await asyncio.to_thread(next, members, None)) is not None:
+        name, data, error = item
         if data is None:
             results.append({"Filename": name, "Status": "Failure", "Details": error})
             continue
@@ -103,14 +107,16 @@ async def upload() -> Response:
     if not data:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
     if looks_like_zip(data):
-        return answer(await _ingest_many(list(zip_members(data, MAX_ZIP_ENTRY))))
+        upload_mb = ctx.config.int("MaximumUploadSize")
+        limit = min(upload_mb * 1024 * 1024, MAX_ZIP_ENTRY) if upload_mb else MAX_ZIP_ENTRY
+        return answer(await _ingest_many(zip_members(data, limit)))
     if not looks_like_dicom(data):
         raise OrthancError(
             ErrorCode.BAD_FILE_FORMAT,
             f"The body is neither a DICOM file nor a ZIP archive (size: {len(data)} bytes)",
             http_status=415,
         )
-    result = await ctx.store.ingest(data, _origin())
+    result = await ctx.store.ingest(data, rest_origin())
     return answer(result.to_json())
 
 

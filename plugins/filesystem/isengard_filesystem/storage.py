@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 # Only uuids the kernel generated may become paths: nothing a client sends can reach the filesystem.
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # fullmatch: no "\n"
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -19,7 +19,7 @@ class FilesystemStorage:
         self.sync = sync
 
     def path(self, uuid: str) -> Path:
-        if not _UUID.match(uuid):
+        if not _UUID.fullmatch(uuid):
             raise ValueError(f"not a storage uuid: {uuid!r}")
         return self.root / uuid[0:2] / uuid[2:4] / uuid
 
@@ -72,7 +72,7 @@ class FilesystemStorage:
                         # a write that never finished: nobody can refer to it
                         if entry.stat().st_mtime < older_than:
                             os.unlink(entry.path)
-                    elif _UUID.match(name) and entry.stat().st_mtime < older_than:
+                    elif _UUID.fullmatch(name) and entry.stat().st_mtime < older_than:
                         found.append(name)
         return found
 

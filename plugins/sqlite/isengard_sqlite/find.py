@@ -1,13 +1,15 @@
-"""Translate a kernel FindQuery into one SQL statement, exact for every DICOM matching rule.
+"""Translate a kernel FindQuery into one SQL statement, exact for every DICOM matching rule of isengard.query.
 
-Constraints on the queried level or its ancestors join up the parent chain; constraints on descendants (a
-series tag in a study-level query) become EXISTS sub-queries down the tree.
+Constraints on the queried level or its ancestors join up the parent chain; constraints on descendants (the
+Modality of a series in a study-level query) become EXISTS sub-queries down the tree. Case-insensitive
+constraints compare the ``norm`` column, which holds :func:`isengard.query.normalize` of each value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from isengard.model import ResourceType
 from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint
 
 
@@ -31,20 +33,21 @@ class _Params:
 
 
 def _value_condition(c: TagConstraint, params: _Params) -> str:
-    column = "t.value" if c.case_sensitive or c.kind is ConstraintKind.RANGE else "t.norm"
     values = c.compared()
     if c.kind is ConstraintKind.RANGE:
-        return f"dicom_range(t.value, {params.add(values[0])}, {params.add(values[1])})"
-    conditions = []
-    for v in values if c.kind is ConstraintKind.LIST else values[:1]:
-        if "*" in v or "?" in v:
-            if c.case_sensitive:
-                conditions.append(f"{column} GLOB {params.add(_glob(v))}")
-            else:  # norm is upper-case on both sides, so LIKE's case folding changes nothing
-                conditions.append(f"{column} LIKE {params.add(_like(v))} ESCAPE '\\'")
-        else:
-            conditions.append(f"{column} = {params.add(v)}")
-    return "(" + " OR ".join(conditions) + ")"
+        low, high = values
+        bounds = [f"t.value >= {params.add(low)}"] if low else []
+        bounds += [f"t.value <= {params.add(high)}"] if high else []
+        return "(" + " AND ".join(bounds or ["1"]) + ")"
+    column = "t.value" if c.case_sensitive else "t.norm"
+    if c.kind is ConstraintKind.LIST:
+        return f"{column} IN ({', '.join(params.add(v) for v in values)})"
+    if c.kind is ConstraintKind.WILDCARD:
+        if c.case_sensitive:
+            return f"{column} GLOB {params.add(_glob(values[0]))}"
+        # norm is upper-case on both sides, so the ASCII case folding of LIKE changes nothing
+        return f"{column} LIKE {params.add(_like(values[0]))} ESCAPE '\\'"
+    return f"{column} = {params.add(values[0])}"
 
 
 def _tag_exists(alias: str, c: TagConstraint, params: _Params) -> str:
@@ -63,14 +66,27 @@ def _descendant_exists(alias: str, depth: int, c: TagConstraint, params: _Params
     return inner
 
 
+def _labels_condition(query: FindQuery, params: _Params) -> list[str]:
+    if not query.labels:
+        return []
+    if query.labels_constraint is LabelsConstraint.ALL:
+        return [
+            f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label = {params.add(label)})"
+            for label in query.labels
+        ]
+    names = ", ".join(params.add(label) for label in query.labels)
+    exists = f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))"
+    return [exists if query.labels_constraint is LabelsConstraint.ANY else f"NOT {exists}"]
+
+
 def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
     params = _Params()
     level = query.level
     joins: list[str] = []
     where = [f"r.level = {int(level)}"]
-    deepest = min((c.level for c in query.constraints), default=level)
+    highest = min((c.level for c in query.constraints), default=level)
     # aliases a1, a2... for the parent, grandparent...: created only as far up as a constraint needs
-    for depth in range(1, int(level) - int(deepest) + 1):
+    for depth in range(1, int(level) - int(highest) + 1):
         below = "r" if depth == 1 else f"a{depth - 1}"
         joins.append(f"JOIN resources a{depth} ON a{depth}.id = {below}.parent_id")
     for c in query.constraints:
@@ -80,18 +96,10 @@ def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
             where.append(_tag_exists(f"a{int(level) - int(c.level)}", c, params))
         else:
             where.append(_descendant_exists("r", int(c.level) - int(level), c, params))
-    if query.labels:
-        names = ", ".join(params.add(label) for label in query.labels)
-        if query.labels_constraint is LabelsConstraint.ALL:
-            for label in query.labels:
-                where.append(
-                    f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label = {params.add(label)})"
-                )
-        elif query.labels_constraint is LabelsConstraint.ANY:
-            where.append(f"EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))")
-        else:
-            where.append(f"NOT EXISTS (SELECT 1 FROM labels l WHERE l.resource_id = r.id AND l.label IN ({names}))")
-    sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY r.id"
+    where += _labels_condition(query, params)
+    # Orthanc's order: instances as stored, the other levels by public identifier
+    order = "r.id" if level is ResourceType.INSTANCE else "r.public_id"
+    sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {order}"
     if query.limit is not None or query.since:
         sql += f" LIMIT {params.add(-1 if query.limit is None else query.limit)}"
         sql += f" OFFSET {params.add(query.since)}"

@@ -81,6 +81,7 @@ changes = Table(
     Column("date", String, nullable=False),
     sqlite_autoincrement=True,
 )
+Index("ix_changes_public_id", changes.c.public_id)
 
 exports = Table(
     "exports",
