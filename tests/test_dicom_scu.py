@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -24,7 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from isengard.testing import ServerProcess, assert_orthanc_error, dicom_variant, free_port, sample
+from isengard.testing import ServerProcess, assert_orthanc_error, dicom_variant, free_port, require_tool, sample
 
 BRAINIX = [sample("Brainix", "Flair", f"IM-0001-000{i}.dcm") for i in (1, 2, 3)]
 TEST_1 = [
@@ -48,8 +47,7 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
 @pytest.fixture(scope="module")
 def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """dcmtk's storescp, accepting uncompressed transfer syntaxes only (its default)."""
-    if shutil.which("storescp") is None:
-        pytest.skip("dcmtk's storescp is not installed")
+    require_tool("storescp")
     port, folder = free_port(), tmp_path_factory.mktemp("storescp")
     process = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(folder), str(port)])
     wait_for_port(port)
@@ -429,9 +427,7 @@ def test_a_peer_that_stops_answering(client: ServerProcess) -> None:
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, peers: tuple[ServerProcess, ServerProcess]) -> Iterator[str]:
     """An Orthanc of our own that knows the client, holding TEST_1; yields its REST URL."""
-    executable = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-    if not Path(executable).exists():
-        pytest.skip("Orthanc is not installed")
+    executable = require_tool("Orthanc")
     folder = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port = free_port(), free_port()
     config = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from isengard.testing import ServerProcess, assert_orthanc_error, free_port
+from isengard.testing import ServerProcess, assert_orthanc_error, free_port, require_tool
 
 #: Orthanc's form of a modality: every field, always.
 FIELDS = {
@@ -192,8 +191,7 @@ def test_deleting_a_declared_modality_lasts(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def echoscp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """dcmtk's storescp answers C-ECHO as well."""
-    if shutil.which("storescp") is None:
-        pytest.skip("dcmtk's storescp is not installed")
+    require_tool("storescp")
     port = free_port()
     folder = tmp_path_factory.mktemp("echoscp")
     process = subprocess.Popen(["storescp", "-aet", "ECHOSCP", "-od", str(folder), str(port)])

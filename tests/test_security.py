@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from isengard.testing import (
     dicom_files,
     dicom_variant,
     free_port,
+    require_tool,
     sample,
     storage_files,
 )
@@ -75,14 +75,11 @@ class Namespace:
             return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdout=out, stderr=subprocess.STDOUT)
 
 
-def _can_make_namespaces() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None
-
-
 @pytest.fixture(scope="module")
 def namespace() -> Iterator[Namespace]:
-    if not _can_make_namespaces():
-        pytest.skip("needs root and iproute2 to create a network namespace")
+    require_tool("ip", "network namespaces for a remote client")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a network namespace")
     with Namespace() as ns:
         yield ns
 
@@ -229,8 +226,7 @@ def test_refused_upload_stores_nothing_and_accepted_one_records_the_user(secured
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1: (the PEM the server reads, the certificate clients trust)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
+    require_tool("openssl")
     folder = tmp_path_factory.mktemp("tls")
     key, cert = folder / "key.pem", folder / "cert.pem"
     request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]

@@ -15,7 +15,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: The Orthanc release whose REST API Isengard implements; clients choose features from it.
 ORTHANC_VERSION = "1.12.5"
 #: The matching value of Orthanc's "ApiVersion" field in /system.
-ORTHANC_API_VERSION = 25
+ORTHANC_API_VERSION = 29
 
 hookimpl = pluggy.HookimplMarker("isengard")
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import hashlib
+import time
 from dataclasses import dataclass, field
 
 
@@ -189,11 +191,15 @@ class DicomIdentifiers:
     sop_uid: str
 
     def public_id(self, level: ResourceType) -> str:
-        parts = (self.patient_id, self.study_uid, self.series_uid, self.sop_uid)
-        return hash_identifier(*parts[: int(level)])
+        return self._ids[level]
 
     def public_ids(self) -> dict[ResourceType, str]:
-        return {level: self.public_id(level) for level in ResourceType}
+        return dict(self._ids)
+
+    @functools.cached_property
+    def _ids(self) -> dict[ResourceType, str]:
+        parts = (self.patient_id, self.study_uid, self.series_uid, self.sop_uid)
+        return {level: hash_identifier(*parts[: int(level)]) for level in ResourceType}
 
 
 @dataclass(frozen=True)
@@ -314,4 +320,9 @@ class ExportedResource:
 
 def now_iso() -> str:
     """Orthanc's timestamp format, in UTC: 20240131T235959."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    return _format_second(int(time.time()))
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y%m%dT%H%M%S")

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("isengard.store")
 
 _SIZE_PREFIX = struct.Struct("<Q")
+#: Larger files are streamed in chunks rather than read whole (the typical CT or MR instance is below).
+STREAM_THRESHOLD = 8 * 1024 * 1024
 
 
 @dataclass
@@ -136,13 +138,12 @@ class Store:
             return await asyncio.to_thread(decompress, data)
         return data
 
-    async def stream_attachment(self, info: FileInfo) -> AsyncIterator[bytes]:
-        """Chunks of the uncompressed file: large downloads never sit whole in memory when stored plain."""
-        if info.compression is CompressionType.NONE:
-            async for chunk in self.context.storage.stream(info.uuid, info.content_type):
-                yield chunk
-        else:
-            yield await self.read_attachment(info)
+    async def attachment_body(self, info: FileInfo) -> bytes | AsyncIterator[bytes]:
+        """The uncompressed file as a response body: whole when small (one trip to the storage's thread), in
+        chunks beyond STREAM_THRESHOLD so that large downloads never sit whole in memory."""
+        if info.compression is CompressionType.NONE and info.stored_size > STREAM_THRESHOLD:
+            return self.context.storage.stream(info.uuid, info.content_type)
+        return await self.read_attachment(info)
 
     async def remove_files(self, files: list[FileInfo]) -> None:
         for info in files:

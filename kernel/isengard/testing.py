@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,23 @@ def sample(*parts: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"sample data missing: {path} (set ISENGARD_SAMPLES)")
     return path
+
+
+def require_tool(executable: str, why: str = "") -> str:
+    """The path of a peer program a test needs (dcmtk, Orthanc, openssl...).
+
+    Missing on a developer's machine, the test is skipped; in CI (``CI`` set, as ``.ci/run`` does) it fails
+    loudly, since ``scripts/test`` installs every tool the tests use.
+    """
+    found = shutil.which(executable) or next(
+        (str(p) for p in (Path("/usr/sbin", executable), Path("/usr/bin", executable)) if p.exists()), None
+    )
+    if found is None:
+        message = f"{executable} is not installed{': ' + why if why else ''} (scripts/test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def free_port() -> int:

@@ -90,6 +90,9 @@ class MainTags:
             known = self.by_level[level]
             added = tuple(keyword_of(n) for n in names if keyword_of(n) not in known)
             self.by_level[level] = known + added
+        self._signatures = {
+            level: ";".join(format_tag(parse_tag(k)) for k in keywords) for level, keywords in self.by_level.items()
+        }
         self._level_of: dict[str, ResourceType] = {}
         for level in ResourceType:
             for keyword in self.by_level[level]:
@@ -102,7 +105,7 @@ class MainTags:
     def signature(self, level: ResourceType) -> str:
         """The tags a resource was indexed with ("0010,0010;0010,0020;..."), so that a later change of the lists
         can be detected (Orthanc's MainDicomTagsSignature metadata)."""
-        return ";".join(format_tag(parse_tag(k)) for k in self.by_level[level])
+        return self._signatures[level]
 
 
 _EXPECTED_COUNT_PAIRS = (("ImagesInAcquisition", "NumberOfTemporalPositions"), ("NumberOfSlices", "NumberOfTimeSlices"))

@@ -269,7 +269,7 @@ async def attachment_data(collection: str, public_id: str, name: str) -> Respons
     _, info = await _attachment(collection, public_id, name)
     ctx = context()
     return Response(
-        ctx.store.stream_attachment(info),
+        await ctx.store.attachment_body(info),
         content_type=_mime_type(ctx, info.content_type),
         headers={"Content-Length": str(info.uncompressed_size), "ETag": etag(info.revision, info.uncompressed_md5)},
     )

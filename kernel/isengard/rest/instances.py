@@ -30,7 +30,7 @@ async def file(public_id: str) -> Response:
     ctx = context()
     info = await ctx.store.dicom_attachment(public_id)
     return Response(
-        ctx.store.stream_attachment(info),
+        await ctx.store.attachment_body(info),
         content_type="application/dicom",
         headers={
             "Content-Length": str(info.uncompressed_size),
