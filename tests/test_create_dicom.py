@@ -145,6 +145,10 @@ def test_a_pdf_becomes_an_encapsulated_document(client):
     assert ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
     assert ds.EncapsulatedDocument == PDF + b"\0"
     assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    pdf = client.get(f"/instances/{answer['ID']}/pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content == PDF
+    not_pdf = client.get(f"/instances/{create(client, {'Tags': {'PatientName': 'NoPdf'}})['ID']}/pdf")
+    assert not_pdf.status_code == 404 and not_pdf.json()["OrthancStatus"] == 17
     # the Book's example: a PDF attached to a study, with the modality of the request
     body = {"Tags": {"Modality": "CT"}, "Content": data_uri(PDF, "application/pdf")}
     assert stored(client, create(client, body)["ID"]).Modality == "CT"

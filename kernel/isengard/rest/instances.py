@@ -53,6 +53,19 @@ async def simplified_tags(public_id: str) -> Response:
     return answer(dataset_to_json(ds, JsonFormat.SIMPLIFY, with_pixel_data=has_pixels))
 
 
+@bp.get("/instances/<public_id>/pdf")
+async def pdf(public_id: str) -> Response:
+    """The PDF an Encapsulated PDF instance carries (404 if the instance holds none)."""
+    ds, _ = await context().store.read_header(public_id)
+    document = ds.get("EncapsulatedDocument")
+    if ds.get("MIMETypeOfEncapsulatedDocument", "") != "application/pdf" or not document:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "This instance holds no PDF document")
+    data = bytes(document)
+    if data.endswith(b"\x00"):
+        data = data[:-1]  # the byte DICOM pads odd lengths with
+    return Response(data, content_type="application/pdf")
+
+
 @bp.get("/instances/<public_id>/header")
 async def header(public_id: str) -> Response:
     """The file meta information (group 0002), without its binary elements as in Orthanc."""
