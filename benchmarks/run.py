@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py            # the full suite (about 15 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # a small dry run
     .venv/bin/python benchmarks/run.py --only find --only startup
+    .venv/bin/python benchmarks/run.py --only backends   # SQLite vs PostgreSQL index (not in the default run)
 
 Each row gives Isengard's figure, Orthanc's, and their ratio, always oriented so that > 1 means Isengard does
 better (faster, or less memory). docs/benchmarks.md says what each row measures.
@@ -24,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dicom
+import index_backends
 import pydicom
 from generate import DEFAULT_CACHE, Layout, generate
 from servers import Server, orthanc_version
@@ -32,7 +35,7 @@ from workloads import download, find_latencies, ingest, median_p95, route_exists
 import isengard
 
 KINDS = ("Isengard", "Orthanc")
-GROUPS = ("startup", "ingest", "file", "preview", "find")
+GROUPS = ("startup", "ingest", "file", "preview", "find", "dicom", "backends")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Suite:
         self.cache = cache
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.sections: list[str] = []  # tables of their own, after the main one
 
     def row(self, label: str, higher_is_better: bool, *, decimals: int = 1) -> Row:
         row = Row(label, higher_is_better, decimals=decimals)
@@ -235,6 +239,11 @@ class Suite:
             self.ingest_and_read(generate(self.plan.ct, self.cache))
         if "find" in self.groups:
             self.find()
+        if "dicom" in self.groups:
+            dicom.measure(self, quick=self.plan is QUICK)
+        if "backends" in self.groups:
+            table = index_backends.measure(self.workdir, self.cache, quick=self.plan is QUICK)
+            self.sections.append("Isengard's index backends, SQLite against PostgreSQL:\n\n" + table)
 
     # -- report ------------------------------------------------------------------------------------------------
     def table(self, orthanc: str) -> str:
@@ -268,7 +277,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
-    groups = set(args.only or GROUPS)
+    groups = set(args.only or [g for g in GROUPS if g != "backends"])  # backends: ~25 more minutes, opt-in
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="isengard-bench-", dir=args.workdir))
@@ -289,6 +298,8 @@ def main() -> int:
         suite.table(orthanc),
     ]
     report += [""] + [f"- {note}" for note in suite.notes] if suite.notes else []
+    for section in suite.sections:
+        report += ["", section]
     text = "\n".join(report) + "\n"
     print(text)
     if args.output:

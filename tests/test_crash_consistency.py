@@ -24,7 +24,7 @@ import httpx
 import pydicom
 from pydicom.uid import generate_uid
 
-from isengard.testing import ServerProcess, dicom_files, dicom_variant, sample, storage_files
+from isengard.testing import ServerProcess, dicom_files, dicom_variant, index_under_test, sample, storage_files
 
 INSTANCES = 400
 CLIENTS = 8
@@ -158,4 +158,5 @@ def test_kill_during_concurrent_ingest_leaves_a_consistent_store(isengard: Any) 
         more = dicom_variant(sample("Series", "Lena-5.dcm"), SOPInstanceUID=generate_uid())
         assert client.post("/instances", content=more).json()["Status"] == "Success"
     server.stop()
-    assert integrity(Path(server.config["IndexDirectory"])) == "ok"
+    if index_under_test() == "sqlite":  # PostgreSQL recovers by itself; its plugin's tests cover lost connections
+        assert integrity(Path(server.config["IndexDirectory"])) == "ok"

@@ -17,6 +17,7 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
@@ -227,13 +228,17 @@ def test_move_keeps_each_file_in_its_transfer_syntax(server: ServerProcess, peer
             assert comparable(read(c.get(f"/instances/{public_id}/file").content)) == comparable(original)
 
 
-def test_move_reports_what_the_destination_refuses(server: ServerProcess, clean_dest: StoreScp) -> None:
-    """storescp takes every syntax but JPEG lossless process 14; with no transcoding, that one instance fails."""
+def test_move_decompresses_what_the_destination_refuses(server: ServerProcess, clean_dest: StoreScp) -> None:
+    """storescp takes every syntax but JPEG lossless process 14: that one arrives decompressed, the rest as stored."""
     files = transfer_syntax_files()
     responses = c_move(server, clean_dest.aet, QueryRetrieveLevel="IMAGE", SOPInstanceUID="\\".join(uids(files)))
-    assert final(responses) == (WARNING, len(files) - 1, 1)
-    [refused] = [p for p in files if p.name == "1.2.840.10008.1.2.4.57.dcm"]
-    assert set(clean_dest.received()) == uids(files) - uids([refused])
+    assert final(responses) == (SUCCESS, len(files), 0)
+    received = clean_dest.received()
+    assert set(received) == uids(files)
+    [refused] = [pydicom.dcmread(p) for p in files if p.name == "1.2.840.10008.1.2.4.57.dcm"]
+    copy = received[refused.SOPInstanceUID]
+    assert copy.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert (copy.pixel_array == refused.pixel_array).all()
 
 
 def test_move_to_another_isengard(server: ServerProcess, peer: ServerProcess) -> None:

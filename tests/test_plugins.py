@@ -117,4 +117,4 @@ def test_documented_example_plugin_runs(isengard):
 
 def test_missing_index_plugin_is_a_clear_error(isengard):
     with pytest.raises(RuntimeError, match="pip install isengard-sqlite"):
-        isengard({"DisabledPlugins": ["sqlite"]})
+        isengard({"DisabledPlugins": ["sqlite", "postgres"]})

@@ -7,7 +7,7 @@ coroutine called from the event loop; blocking work belongs in the plugin's own 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Protocol, runtime_checkable
 
 from .model import (
@@ -17,6 +17,8 @@ from .model import (
     ExportedResource,
     FileInfo,
     InstanceRecord,
+    JobRecord,
+    JobState,
     Resource,
     ResourceType,
     Statistics,
@@ -147,7 +149,47 @@ class IndexBackend(Protocol):
     async def set_property(self, name: str, value: str | None) -> None: ...
 
     async def all_attachment_uuids(self) -> set[str]:
-        """Every attachment uuid, for the storage sweep that removes files a crash left unindexed."""
+        """Every uuid of a file the index refers to, for the storage sweep that removes files a crash left
+        unindexed: the attachments, and the files of job outputs (``JobRecord.outputs``)."""
+        ...
+
+    # -- jobs ------------------------------------------------------------------------------------------------
+    # Jobs live in the index so that every server on one database sees the same jobs and a restart loses none.
+    # A backend stores every field of a JobRecord (``to_json``/``from_json`` give a JSON form; the fields the
+    # methods below select on may also get columns of their own). The kernel drives the state machine with
+    # compare-and-set writes; the backend only needs these primitives to be atomic.
+
+    async def add_job(self, job: JobRecord) -> None:
+        """Store a new job (its id is a fresh uuid), remembering the order of submission."""
+        ...
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """One job, or ``None``."""
+        ...
+
+    async def list_jobs(self, states: Collection[JobState] | None = None) -> list[JobRecord]:
+        """The jobs in these states (all when ``None``), in submission order."""
+        ...
+
+    async def update_job(self, job: JobRecord, *, expected_revision: int) -> bool:
+        """Replace a job's record if its stored revision is still ``expected_revision``; the stored record then
+        gets revision ``expected_revision + 1`` (and so does ``job``). ``False``, writing nothing, when the job is
+        gone or was written meanwhile: the caller reads it again and decides anew."""
+        ...
+
+    async def claim_job(self, owner: str, now: float, types: Collection[str]) -> JobRecord | None:
+        """Atomically take the next job to run: among the Pending jobs of one of ``types``, the one of highest
+        priority, oldest submission first. It becomes Running, with ``owner`` and ``heartbeat = now``, its revision
+        grows by one, and it is returned as stored. ``None`` when none is pending. Two servers never get the same
+        job."""
+        ...
+
+    async def renew_jobs(self, owner: str, now: float) -> None:
+        """Set ``heartbeat = now`` on the Running jobs of ``owner`` (its lease), without changing their revision."""
+        ...
+
+    async def delete_job(self, job_id: str) -> JobRecord | None:
+        """Forget a job; returns what it was (its output files must then be removed), ``None`` if unknown."""
         ...
 
 

@@ -97,8 +97,9 @@ KERNEL_OPTIONS: tuple[Option, ...] = (
     Option("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (scripts over REST)."),
     Option("DeidentifyLogs", True, "Keep patient identifiers out of the logs."),
     Option("SaveJobs", True, "Keep jobs in the index across restarts."),
-    Option("ConcurrentJobs", 2, "Jobs run at once."),
+    Option("ConcurrentJobs", 2, "Jobs this server runs at once (0: one per CPU core)."),
     Option("JobsHistorySize", 10, "Finished jobs kept in /jobs."),
+    Option("JobsLeaseDuration", 30, "Seconds without news from a server after which others take over its jobs."),
     Option("CheckRevisions", False, "Require If-Match revisions on metadata and attachment writes."),
 )
 KERNEL_DEFAULTS: dict[str, Any] = {o.name: o.default for o in KERNEL_OPTIONS}

@@ -17,6 +17,7 @@ from .backends import IndexBackend, StorageArea
 from .config import KERNEL_DEFAULTS, Config, ConfigError
 from .dicom.tags import MainTags
 from .events import EventBus
+from .jobs import JobEngine
 from .plugins import PluginInfo, load_plugins, make_manager, resolve
 from .store import Store
 
@@ -54,10 +55,12 @@ class ServerContext:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     store: Store = field(init=False)
     events: EventBus = field(init=False)
+    jobs: JobEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = Store(self)
         self.events = EventBus(self.pm)
+        self.jobs = JobEngine(self)
 
     async def start(self) -> None:
         await self.index.start()
@@ -65,8 +68,10 @@ class ServerContext:
         self.store.stability.start()
         for answer in self.pm.hook.startup(context=self):
             await resolve(answer)
+        await self.jobs.start()
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         for answer in self.pm.hook.shutdown(context=self):
             await resolve(answer)
         await self.store.stability.stop()

@@ -41,6 +41,7 @@ class ErrorCode(enum.Enum):
     EMPTY_REQUEST = (33, 400, "Empty request")
     NOT_ACCEPTABLE = (34, 406, "Cannot send a response which is acceptable according to the Accept HTTP header")
     DATABASE_UNAVAILABLE = (36, 503, "The database is currently not available (probably a transient situation)")
+    CANCELED_JOB = (37, 500, "This job was canceled")
     BAD_RANGE = (41, 416, "Incorrect range request")
     REVISION = (43, 409, "A bad revision number was provided, which might indicate conflict between multiple writers")
     FORBIDDEN_ACCESS = (46, 403, "Access to a resource is forbidden")
@@ -59,6 +60,11 @@ class ErrorCode(enum.Enum):
         "Trying to attach a new DICOM instance to an instance (must be a series, study or patient)",
     )
     CANNOT_ORDER_SLICES = (2040, 500, "Unable to order the slices of the series")
+
+    @classmethod
+    def from_status(cls, status: int) -> ErrorCode | None:
+        """The code of an Orthanc status number (as a job records it)."""
+        return next((code for code in cls if code.status == status), None)
 
     @property
     def status(self) -> int:

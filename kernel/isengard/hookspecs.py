@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .context import ServerContext
     from .dicom.parse import ParsedInstance
+    from .jobs import JobType
     from .model import Change, ResourceType
 
 hookspec = pluggy.HookspecMarker("isengard")
@@ -89,6 +90,21 @@ def startup(context: ServerContext) -> Awaitable[None] | None:
 @hookspec
 def shutdown(context: ServerContext) -> Awaitable[None] | None:
     """Called when the server stops, before the index and storage are closed."""
+
+
+@hookspec
+def register_job_types(context: ServerContext) -> dict[str, JobType] | None:
+    """Job types the jobs engine can run: ``{type name: JobType(run=..., resumable=...)}``.
+
+    Called once per server start, after the :func:`startup` hooks. The name is the job's ``Type`` in /jobs (use
+    Orthanc's where one exists: "DicomModalityStore", "Archive"...); when two plugins give the same name, the one
+    registered later wins. ``run`` is a coroutine function receiving a :class:`~isengard.jobs.JobRun`: it reads
+    ``parameters`` and ``checkpoint``, calls ``await job.step(progress)`` between steps (where a pause, a
+    cancellation or a shutdown stops it by raising), keeps in ``checkpoint`` what a later run needs to go on
+    from there, updates ``content``, may store files with ``job.add_output``, and fails by raising (an
+    :class:`~isengard.errors.OrthancError` gives the job its error code). Jobs are stored in the index, so any
+    server on the database may run a job another one accepted: every server should load the same job plugins.
+    """
 
 
 # -- access control -------------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ Enum values are Orthanc's, so that numbers stored by one backend mean the same t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ResourceType(enum.IntEnum):
@@ -326,3 +328,84 @@ def now_iso() -> str:
 @functools.lru_cache(maxsize=4)
 def _format_second(second: int) -> str:
     return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def precise_time(epoch: float | None = None) -> str:
+    """Orthanc's timestamp of jobs, in UTC to the microsecond: 20240131T235959.123456."""
+    moment = time.time() if epoch is None else epoch
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y%m%dT%H%M%S.%f")
+
+
+class JobState(enum.StrEnum):
+    """Orthanc's job states, as /jobs shows them."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+    PAUSED = "Paused"
+    RETRY = "Retry"
+
+
+@dataclass
+class JobOutput:
+    """A file a job produced (an archive...), kept in the storage area until the job leaves the history."""
+
+    info: FileInfo
+    mime_type: str
+    filename: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"File": dataclasses.asdict(self.info), "MimeType": self.mime_type, "Filename": self.filename}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobOutput:
+        info = dict(data["File"])
+        info["compression"] = CompressionType(info["compression"])
+        return cls(FileInfo(**info), data["MimeType"], data.get("Filename", ""))
+
+
+@dataclass
+class JobRecord:
+    """One job as the index keeps it: enough for any server on the index to show it, run it or resume it.
+
+    ``parameters`` say what to do (fixed at submission), ``checkpoint`` how far a run got (what a resumed run
+    starts from; emptied by a resubmission), ``content`` is Orthanc's public "Content". ``owner`` is the server
+    process running it, which renews ``heartbeat`` (epoch seconds) while it does; ``request`` is a pause or a
+    cancellation asked while it runs, which the owner obeys between two steps. ``revision`` grows at every
+    write, for compare-and-set updates.
+    """
+
+    id: str
+    type: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    content: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    state: JobState = JobState.PENDING
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    progress: float = 0.0  # 0..1
+    error_code: int = 0  # an Orthanc status number, 0 for success
+    error_details: str = ""
+    creation_time: str = field(default_factory=lambda: precise_time())
+    completion_time: str | None = None
+    runtime: float = 0.0  # seconds spent running, previous runs included
+    started_at: float | None = None  # epoch seconds, while running
+    retry_at: float | None = None  # epoch seconds, in the Retry state
+    request: str | None = None  # "pause" or "cancel", asked while running
+    owner: str | None = None
+    heartbeat: float = 0.0
+    outputs: dict[str, JobOutput] = field(default_factory=dict)
+    revision: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["state"] = self.state.value
+        data["outputs"] = {key: output.to_json() for key, output in self.outputs.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        values = dict(data)
+        values["state"] = JobState(values["state"])
+        values["outputs"] = {key: JobOutput.from_json(o) for key, o in values.get("outputs", {}).items()}
+        return cls(**values)

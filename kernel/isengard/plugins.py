@@ -37,9 +37,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "isengard.rest.changes",
     "isengard.rest.admin",
     "isengard.rest.modalities",
+    "isengard.rest.commitment",
     "isengard.rest.queries",
+    "isengard.rest.jobs",
     "isengard.rest.openapi",
     "isengard.dicom.cfind",
+    "isengard.jobs.dicom_store",
+    "isengard.jobs.dicom_move",
 )
 
 

@@ -78,6 +78,7 @@ async def run_once(ctx: ServerContext, *, host: str | None = None, ready: asynci
             ctx.config.int("HttpPort"),
             ctx.config.int("DicomPort"),
         )
+        ctx.jobs.open()
         if ready is not None:
             ready.set()
         stop = asyncio.create_task(ctx.lifecycle.stopping.wait())
@@ -87,6 +88,7 @@ async def run_once(ctx: ServerContext, *, host: str | None = None, ready: asynci
             await _finish(task)
         sweep.cancel()
     finally:
+        await ctx.jobs.stop()  # first: a job moving instances to this server needs its DICOM server
         if dicom is not None:
             await asyncio.to_thread(dicom.stop)
         await ctx.events.drained()

@@ -243,7 +243,11 @@ class Store:
                 if victim is None:
                     raise OrthancError(ErrorCode.FULL_STORAGE)
                 log.info("recycling patient %s to make room", victim)
-                await self.delete(ResourceType.PATIENT, victim)
+                try:
+                    await self.delete(ResourceType.PATIENT, victim)
+                except OrthancError as e:  # another server sharing the index recycled it first: look again
+                    if e.code is not ErrorCode.UNKNOWN_RESOURCE:
+                        raise
 
     # -- deletion --------------------------------------------------------------------------------------------
     async def delete(self, level: ResourceType, public_id: str) -> tuple[ResourceType, str] | None:

@@ -11,6 +11,7 @@ The fixtures are registered by the repository's ``conftest.py``; a plugin's own 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pydicom
@@ -64,11 +65,28 @@ def require_tool(executable: str, why: str = "") -> str:
         (str(p) for p in (Path("/usr/sbin", executable), Path("/usr/bin", executable)) if p.exists()), None
     )
     if found is None:
-        message = f"{executable} is not installed{': ' + why if why else ''} (scripts/test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{executable} is not installed{': ' + why if why else ''} (scripts/test installs it)")
     return found
+
+
+def unavailable(message: str) -> NoReturn:
+    """A peer a test needs is missing: skip on a developer's machine, fail loudly in CI (``CI`` set)."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def index_under_test() -> str:
+    """The index plugin test servers use: "sqlite", or another named by ``pytest --index=NAME`` (the root
+    conftest.py) or ``ISENGARD_TEST_INDEX``. For another plugin, ``isengard_NAME.testing.server_config(key)``
+    gives the configuration of a server whose IndexDirectory is ``key`` (servers sharing a folder share an
+    index), and ``release(key)`` drops what it created."""
+    return os.environ.get("ISENGARD_TEST_INDEX", "sqlite")
+
+
+def _index_plugin_testing() -> Any:
+    name = index_under_test()
+    return None if name == "sqlite" else importlib.import_module(f"isengard_{name}.testing")
 
 
 def free_port() -> int:
@@ -92,6 +110,10 @@ class ServerProcess:
             "StableAge": 2,
         }
         self.config.update(config or {})
+        plugin = _index_plugin_testing()
+        if plugin is not None:
+            for key, value in plugin.server_config(str(self.config["IndexDirectory"])).items():
+                self.config.setdefault(key, value)
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.auth: tuple[str, str] | None = None
@@ -178,6 +200,13 @@ class ServerProcess:
         self.stop()
         return self.start()
 
+    def discard(self) -> None:
+        """Stop for good, and drop the index the test index plugin made for this server (its scratch database)."""
+        self.stop()
+        plugin = _index_plugin_testing()
+        if plugin is not None:
+            plugin.release(str(self.config["IndexDirectory"]))
+
 
 @pytest.fixture
 def isengard(tmp_path: Path) -> Iterator[Any]:
@@ -192,6 +221,8 @@ def isengard(tmp_path: Path) -> Iterator[Any]:
     yield factory
     for server in started:
         server.stop()
+    for server in started:
+        server.discard()
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +230,7 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     """One server shared by the tests of a module (for read-only checks on a fixed data set)."""
     server = ServerProcess(tmp_path_factory.mktemp("module-server")).start()
     yield server
-    server.stop()
+    server.discard()
 
 
 def dicom_variant(path: Path, **values: Any) -> bytes:
@@ -268,3 +299,25 @@ def latencies_during(server: ServerProcess, action: Any, *, pause: float = 0.01)
     worker.join()
     assert result, "the action failed"
     return result[0], latencies
+
+
+class SlowStoreScp:
+    """A pynetdicom storage SCP that takes ``delay`` seconds over each C-STORE (changeable while it runs): a peer
+    slow enough to pause, cancel or kill a transfer midway. ``received`` lists the SOPInstanceUIDs, in order."""
+
+    def __init__(self, delay: float, aet: str = "SLOW") -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.aet, self.port, self.delay = aet, free_port(), delay
+        self.received: list[str] = []
+        ae = AE(ae_title=aet)
+        ae.supported_contexts = AllStoragePresentationContexts
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on)])
+
+    def _on(self, event: Any) -> int:
+        time.sleep(self.delay)
+        self.received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    def stop(self) -> None:
+        self.server.shutdown()

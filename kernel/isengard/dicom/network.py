@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterable
 
@@ -22,7 +23,7 @@ from pydicom.uid import (
     RLELossless,
     UID_dictionary,
 )
-from pynetdicom import AllStoragePresentationContexts, register_uid
+from pynetdicom import AllStoragePresentationContexts, evt, register_uid
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
@@ -60,6 +61,18 @@ def accepted_transfer_syntaxes(config: Config) -> list[str]:
         if config.get(switch, True):
             syntaxes += uids
     return [str(UID(u)) for u in syntaxes]
+
+
+def no_delay(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: TCP_NODELAY on the association's socket, client or server side.
+
+    With Nagle's algorithm on, the last small segment of a PDU waits for the peer's delayed ACK: about 40 ms per
+    DIMSE message on Linux, against a peer that leaves it on too (Debian's DCMTK, hence its Orthanc and storescp).
+    Upstream DCMTK turns it off as well.
+    """
+    transport = event.assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 _registering = threading.Lock()

@@ -77,7 +77,8 @@ async def storage_contexts(ctx: ServerContext, instances: list[str]) -> list[Pre
 
     Each syntax gets a context of its own (a context settles on one syntax, the acceptor's choice), and each SOP
     class one more with both little endian syntaxes, which pynetdicom can convert any uncompressed file to when
-    the peer takes no other. Past 128 contexts the last are left out, and their instances fail.
+    the peer takes no other, and compressed files are decompressed to (:mod:`.transcode`). Past 128 contexts the
+    last are left out, and their instances fail.
     """
     syntaxes: dict[str, set[str]] = {}
     for resource in await ctx.index.get_resources(ResourceType.INSTANCE, instances):

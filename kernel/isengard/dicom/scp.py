@@ -11,7 +11,8 @@ consent (protocol "dicom"). A refused request is answered with a failure status 
 Authorized"; see :class:`RetrieveFailed` for C-MOVE and C-GET) where Orthanc aborts the association, so the peer
 learns why. Statuses otherwise are Orthanc's: 0xA700 for any failed C-STORE, success for an instance a filter
 (``accept_instance``) discards, 0xC000 for a failed C-FIND. No failure of a request, expected or not, ends the
-server or the association: each is logged and answered with a failure status.
+server or the association: each is logged and answered with a failure status. Storage commitment requests
+(N-ACTION) and reports (N-EVENT-REPORT) are taken from known modalities only (see :mod:`.commitment`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -39,11 +41,13 @@ from pynetdicom.sop_class import (
 
 from ..auth import AccessRequest, is_authorized
 from ..errors import ErrorCode, OrthancError
-from ..modalities import Modalities
+from ..modalities import Modalities, Modality
 from ..model import ResourceType
 from ..plugins import resolve
-from .network import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes, unknown_storage_contexts
+from . import commitment, scu
+from .network import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes, no_delay, unknown_storage_contexts
 from .retrieve import instances_for_query, storage_contexts
+from .transcode import CodecMissing, fit
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -68,6 +72,7 @@ PENDING = 0xFF00
 CANCEL = 0xFE00
 NOT_AUTHORIZED = 0x0124
 OUT_OF_RESOURCES = 0xA700  # Orthanc's answer to every failed C-STORE
+PROCESSING_FAILURE = 0x0110
 UNABLE_TO_PROCESS = 0xC000
 
 # A-ASSOCIATE-RJ: rejected permanent (1), by the service user (1), for this reason (PS3.8 9.3.4)
@@ -133,10 +138,12 @@ class DicomServer:
         self.syntaxes = accepted_transfer_syntaxes(config)
         self.ae = AE(ae_title=self.aet)
         self.ae.maximum_pdu_size = config.int("MaximumPduLength")
-        timeout = float(config.int("DicomScpTimeout"))
-        self.ae.network_timeout = timeout
-        self.ae.acse_timeout = timeout
-        self.ae.dimse_timeout = timeout
+        # The AE's own timeouts serve the associations it requests: the C-MOVE sub-associations, which call out
+        # as an SCU does. Incoming associations get DicomScpTimeout as they open (_on_connection).
+        self.scp_timeout = float(config.int("DicomScpTimeout"))
+        scu_timeout = float(config.int("DicomScuTimeout"))
+        self.ae.network_timeout = self.ae.acse_timeout = self.ae.dimse_timeout = scu_timeout
+        self.ae.connection_timeout = scu_timeout
         self.ae.maximum_associations = 64
         self.ae.add_supported_context(Verification)
         for sop_class in STORAGE_SOP_CLASSES:
@@ -144,17 +151,22 @@ class DicomServer:
             self.ae.add_supported_context(sop_class, self.syntaxes, scu_role=True, scp_role=True)
         for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
             self.ae.add_supported_context(model)
+        # either role: a peer asks here (N-ACTION), or reports here as the SCP of an earlier request (N-EVENT-REPORT)
+        self.ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
         self._server: ThreadedAssociationServer | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self, host: str = "0.0.0.0") -> None:
         handlers = [
+            (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_C_MOVE, self._on_move),
             (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_N_ACTION, self._on_n_action),
+            (evt.EVT_N_EVENT_REPORT, self._on_n_event_report),
         ]
         self._server = self.ae.start_server(
             (host, self.ctx.config.int("DicomPort")), block=False, evt_handlers=handlers
@@ -203,6 +215,12 @@ class DicomServer:
         return requestor if self._run(self._allowed(requestor, service, permission, always)) else None
 
     # -- association negotiation -----------------------------------------------------------------------------
+    def _on_connection(self, event: evt.Event) -> None:
+        """An incoming association, before it reads anything: the server's timeouts, not the AE's; no Nagle."""
+        assoc = event.assoc
+        assoc.network_timeout = assoc.acse_timeout = assoc.dimse_timeout = self.scp_timeout
+        no_delay(event)
+
     def _on_requested(self, event: evt.Event) -> None:
         """Before pynetdicom negotiates: Orthanc's association checks, and the contexts of unknown SOP classes."""
         assoc = event.assoc
@@ -296,14 +314,22 @@ class DicomServer:
         data = self._run(self.ctx.store.read_dicom(instance_id))
         return pydicom.dcmread(io.BytesIO(data))
 
-    def _sub_operations(self, event: evt.Event, instances: list[str]) -> Iterator[tuple[int, Dataset | None]]:
-        """(status, dataset) for each instance to send, until the peer cancels."""
+    def _sub_operations(
+        self, event: evt.Event, instances: list[str], sending: list[Association]
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        """(status, dataset) for each instance to send, until the peer cancels; decompressed when the association
+        they go out on (``sending``, once open) accepted no context for the stored syntax."""
         for instance_id in instances:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
             try:
                 dataset = self._dataset(instance_id)
+                if sending:
+                    dataset = fit(sending[0], dataset)
+            except CodecMissing as e:
+                log.warning("instance %s cannot be sent by a %s: %s", instance_id, event.event.name, e)
+                dataset = self._unsendable(instance_id)
             except Exception:
                 log.exception("instance %s could not be read for a %s", instance_id, event.event.name)
                 dataset = self._unsendable(instance_id)
@@ -348,12 +374,63 @@ class DicomServer:
         target = destination[0]
         contexts = self._run(storage_contexts(self.ctx, instances))
         log.info("C-MOVE of %d instances to %s (%s:%d)", len(instances), target.aet, target.host, target.port)
-        address = (target.host, target.port, {"ae_title": target.aet, "contexts": contexts})
-        return itertools.chain([address, len(instances)], self._sub_operations(event, instances))
+        sending: list[Association] = []  # the sub-association, which pynetdicom opens after the first two yields
+        on_established = (evt.EVT_ESTABLISHED, lambda e: sending.append(e.assoc))
+        handlers = [(evt.EVT_CONN_OPEN, no_delay), on_established]
+        kwargs = {"ae_title": target.aet, "contexts": contexts, "evt_handlers": handlers}
+        address = (target.host, target.port, kwargs)
+        return itertools.chain([address, len(instances)], self._sub_operations(event, instances, sending))
 
     def _on_get(self, event: evt.Event) -> Iterator[Any]:
         """C-GET: the number of sub-operations, then one (status, dataset) per instance, sent back on the
         association through the storage contexts the requestor proposed with the SCP role."""
         self._retrieving(event, "C-GET", "AllowGet", "DicomAlwaysAllowGet")
         instances = self._retrieved(event, "C-GET")
-        return itertools.chain([len(instances)], self._sub_operations(event, instances))
+        return itertools.chain([len(instances)], self._sub_operations(event, instances, [event.assoc]))
+
+    # -- storage commitment ------------------------------------------------------------------------------------
+    async def _commitment_peer(self, requestor: dict[str, str], service: str, permission: str) -> Modality | None:
+        """Storage commitment goes both ways, so known modalities only (no DicomAlwaysAllow* option applies)."""
+        known = await self.modalities.by_aet(requestor["RemoteAET"], requestor["RemoteIP"])
+        if not known or not await self._allowed(requestor, service, permission, always=""):
+            log.warning("%s refused from AET %s", service, requestor["RemoteAET"])
+            return None
+        return known[0]
+
+    def _on_n_action(self, event: evt.Event) -> tuple[int, None]:
+        """A storage commitment request: answered at once; the verdict follows on an association of its own."""
+        try:
+            requestor = self._requestor(event.assoc)
+            modality = self._run(self._commitment_peer(requestor, "N-ACTION", "AllowNAction"))
+            if modality is None:
+                return NOT_AUTHORIZED, None
+            request = event.action_information
+            uid = str(request.get("TransactionUID", ""))
+            references = commitment.references_in(request)
+            asyncio.run_coroutine_threadsafe(self._commit(modality, uid, references), self.loop)
+        except Exception:
+            log.exception("storage commitment request failed")
+            return PROCESSING_FAILURE, None
+        return SUCCESS, None
+
+    async def _commit(self, modality: Modality, transaction_uid: str, references: list[commitment.Reference]) -> None:
+        """Check the instances and report to the requestor (in the background: failures are only logged)."""
+        try:
+            success, failures = await commitment.verdict(self.ctx, references)
+            log.info("storage commitment %s: %d committed, %d failed", transaction_uid, len(success), len(failures))
+            peer = scu.Peer.of(self.ctx.config, modality)
+            await scu.run(commitment.send_report, peer, transaction_uid, success, failures)
+        except Exception as e:
+            details = e.details if isinstance(e, OrthancError) else repr(e)
+            log.error("storage commitment %s: the report to %s failed: %s", transaction_uid, modality.aet, details)
+
+    def _on_n_event_report(self, event: evt.Event) -> tuple[int, None]:
+        """A peer's verdict on a storage commitment request of this server's."""
+        try:
+            requestor = self._requestor(event.assoc)
+            if self._run(self._commitment_peer(requestor, "N-EVENT-REPORT", "AllowEventReport")) is None:
+                return NOT_AUTHORIZED, None
+            return commitment.record(event.event_information), None
+        except Exception:
+            log.exception("storage commitment report failed")
+            return PROCESSING_FAILURE, None

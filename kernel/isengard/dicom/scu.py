@@ -5,7 +5,8 @@ server waits for C-STOREs that the DICOM server hands to the event loop, and tho
 executor free (store.ingest parses in it); sharing that executor could deadlock under load.
 
 Every wait on the peer (TCP connection, association, each DIMSE answer, network silence) is bounded by the
-peer's timeout, so a request never hangs longer than that without progress.
+peer's timeout, so a request never hangs longer than that without progress. C-STORE associations stay open for
+DicomAssociationCloseDelay seconds after use (see :mod:`.pool`), and their silence may last that much longer.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from pynetdicom.sop_class import (
 
 from ..errors import ErrorCode, OrthancError
 from ..model import ResourceType
-from .network import UNCOMPRESSED
+from .network import UNCOMPRESSED, no_delay
+from .pool import POOL
 from .retrieve import MAX_CONTEXTS
 from .tags import IDENTIFIER_TAGS
+from .transcode import CodecMissing, fit
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -133,7 +136,7 @@ _PENDING = (0xFF00, 0xFF01)
 
 @dataclass(frozen=True)
 class Peer:
-    """Where to connect, as whom, and how long to wait for each answer."""
+    """Where to connect, as whom, how long to wait for each answer, and to keep a C-STORE association idle."""
 
     aet: str
     host: str
@@ -141,6 +144,7 @@ class Peer:
     local_aet: str
     timeout: float
     max_pdu: int
+    close_delay: float = 0.0
 
     @classmethod
     def of(cls, config: Config, modality: Modality, *, local_aet: str = "", timeout: int = 0) -> Peer:
@@ -152,6 +156,7 @@ class Peer:
             local_aet=modality.local_aet or local_aet or config.str("DicomAet"),
             timeout=float(timeout or modality.timeout or config.int("DicomScuTimeout")),
             max_pdu=config.int("MaximumPduLength"),
+            close_delay=float(config.int("DicomAssociationCloseDelay")),
         )
 
 
@@ -174,20 +179,23 @@ def _failed(operation: str, peer: Peer, status: Dataset | None) -> OrthancError:
     return network_error(f'{operation} SCU to AET "{peer.aet}" has failed with DIMSE status 0x{code:04X}')
 
 
-@contextmanager
-def associate(
+def _connect(
     peer: Peer,
     contexts: list[PresentationContext],
     *,
     ext_neg: list[Any] | None = None,
     handlers: list[Any] | None = None,
-) -> Iterator[Association]:
-    """An established association, released on exit; Orthanc's NetworkProtocol error when it cannot be."""
+    idle: float = 0.0,
+) -> Association:
+    """An established association (that may stay ``idle`` seconds between two requests without being aborted);
+    Orthanc's NetworkProtocol error when it cannot be."""
     ae = AE(ae_title=peer.local_aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = peer.timeout
+    ae.acse_timeout = ae.dimse_timeout = ae.connection_timeout = peer.timeout
+    ae.network_timeout = peer.timeout + idle
     ae.maximum_pdu_size = peer.max_pdu
     connected: list[bool] = []
-    events = [(evt.EVT_CONN_OPEN, lambda event: connected.append(True)), *(handlers or [])]
+    events = [(evt.EVT_CONN_OPEN, lambda event: connected.append(True)), (evt.EVT_CONN_OPEN, no_delay)]
+    events += handlers or []
     assoc = ae.associate(
         peer.host,
         peer.port,
@@ -202,19 +210,61 @@ def associate(
             reason = f"TCP Initialization Error: cannot connect to {peer.host}:{peer.port}"
         elif assoc.is_rejected:
             reason = "the association was rejected"
+        elif getattr(assoc.acceptor.primitive, "result", None) == 0:  # accepted, but none of the contexts
+            reason = "the remote AET supports none of the requested services"
         else:
             reason = "no answer to the association request (timeout or abort)"
         raise network_error(f'DicomAssociation - connecting to AET "{peer.aet}": {reason}')
+    return assoc
+
+
+@contextmanager
+def _unsupported_as_errors(peer: Peer) -> Iterator[None]:
     try:
-        yield assoc
+        yield
     except ValueError as e:
         if "presentation context" not in str(e):
             raise
         # pynetdicom: the peer accepted no presentation context for what was asked
         raise network_error(f'The remote AET "{peer.aet}" does not support this operation: {e}') from None
+
+
+@contextmanager
+def associate(
+    peer: Peer,
+    contexts: list[PresentationContext],
+    *,
+    ext_neg: list[Any] | None = None,
+    handlers: list[Any] | None = None,
+) -> Iterator[Association]:
+    """An established association, released on exit; Orthanc's NetworkProtocol error when it cannot be."""
+    assoc = _connect(peer, contexts, ext_neg=ext_neg, handlers=handlers)
+    try:
+        with _unsupported_as_errors(peer):
+            yield assoc
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+@contextmanager
+def _store_association(peer: Peer, contexts: list[PresentationContext]) -> Iterator[Association]:
+    """An association for C-STOREs: an idle one left by an earlier request with the same peer and contexts, or a
+    new one; kept for the peer's close delay afterwards, unless the request failed (then released at once)."""
+    if peer.close_delay <= 0:
+        with associate(peer, contexts) as assoc:
+            yield assoc
+        return
+    key = (peer, tuple((str(c.abstract_syntax), tuple(map(str, c.transfer_syntax))) for c in contexts))
+    assoc = POOL.take(key) or _connect(peer, contexts, idle=peer.close_delay)
+    try:
+        with _unsupported_as_errors(peer):
+            yield assoc
+    except BaseException:
+        if assoc.is_established:
+            assoc.release()
+        raise
+    POOL.give_back(key, assoc, peer.close_delay)
 
 
 # -- identifiers -----------------------------------------------------------------------------------------------
@@ -316,13 +366,7 @@ def file_contexts(sop_class: str, transfer_syntax: str) -> list[PresentationCont
 
 def _send(assoc: Association, ds: Dataset, originator_aet: str | None, originator_id: int | None) -> Dataset:
     """C-STORE a file as it is; decompressed when the peer accepted none of its compressed syntax's contexts."""
-    try:
-        return assoc.send_c_store(ds, originator_aet=originator_aet, originator_id=originator_id)
-    except ValueError:  # pynetdicom found no accepted presentation context for the file's transfer syntax
-        if not ds.file_meta.TransferSyntaxUID.is_compressed:
-            raise
-    ds.decompress(generate_instance_uid=False)  # the same instance, so the same UID (lossless or not)
-    return assoc.send_c_store(ds, originator_aet=originator_aet, originator_id=originator_id)
+    return assoc.send_c_store(fit(assoc, ds), originator_aet=originator_aet, originator_id=originator_id)
 
 
 @dataclass
@@ -342,16 +386,23 @@ def store(
 ) -> StoreReport:
     """C-STORE each batch of instances over one association proposing the batch's contexts.
 
-    ``load`` reads an instance; a refused instance fails the whole request unless ``permissive``.
+    ``load`` reads an instance; a refused instance fails the whole request unless ``permissive``. Associations
+    are reused from, and left to, the pool of idle ones when the peer has a close delay.
     """
     report = StoreReport()
     originator_aet, originator_id = originator or (None, None)
     for contexts, instance_ids in batches:
-        with associate(peer, contexts) as assoc:
+        with _store_association(peer, contexts) as assoc:
             for instance_id in instance_ids:
                 ds = load(instance_id)
                 try:
                     status = _send(assoc, ds, originator_aet, originator_id)
+                except CodecMissing as e:
+                    if not permissive:
+                        details = f'C-STORE SCU to AET "{peer.aet}", instance {ds.get("SOPInstanceUID", "")}: {e}'
+                        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, details) from None
+                    report.failed += 1
+                    continue
                 except (ValueError, RuntimeError, NotImplementedError) as e:  # no way to send this file
                     if not permissive:
                         raise network_error(f'C-STORE SCU to AET "{peer.aet}": {e}') from None

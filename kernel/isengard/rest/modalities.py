@@ -1,8 +1,8 @@
 """/modalities: the known DICOM peers, and C-ECHO, C-STORE, C-MOVE and C-GET towards them (C-FIND: queries.py).
 
-Bodies, answers and errors are Orthanc's (1.10, with the 1.12 additions /tools/dicom-echo and C-GET). Jobs do
-not exist yet: a request that asks for an asynchronous job ("Asynchronous": true, "Synchronous": false) is
-run synchronously and answered as a synchronous one.
+Bodies, answers and errors are Orthanc's (1.10, with the 1.12 additions /tools/dicom-echo and C-GET). C-STORE
+and C-MOVE run as jobs when asked ("Asynchronous": true or "Synchronous": false), answering {"ID", "Path"} of
+the job; otherwise they run within the request, whose answer is the report.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from quart import Blueprint, Quart, Response, request
 
 from .. import hookimpl
 from ..context import ServerContext
-from ..dicom import scu
+from ..dicom import commitment, scu
 from ..dicom.json import JsonFormat, dataset_to_json
 from ..dicom.network import accepted_transfer_syntaxes
 from ..dicom.parse import dataset_text, read_header
-from ..dicom.retrieve import storage_contexts
+from ..dicom.pool import POOL
 from ..dicom.tags import keyword_of, parse_tag
 from ..errors import ErrorCode, OrthancError, unknown_resource
+from ..jobs import dicom_move, dicom_store
 from ..modalities import Modalities, Modality
-from ..model import ExportedResource, MetadataType, ResourceType, now_iso
+from ..model import ResourceType
 from .app import current_user
 from .common import answer, context, text_answer
+from .jobs import job_request, submitted
 from .tools import unknown_tag
 
 bp = Blueprint("modalities", __name__)
@@ -268,89 +270,35 @@ async def _instances_of(ctx: ServerContext, resources: list[str]) -> list[str]:
     return instances
 
 
-async def _batches(ctx: ServerContext, instances: list[str]) -> list[tuple[list[Any], list[str]]]:
-    """Instances grouped by SOP class into associations of at most 128 presentation contexts each."""
-    by_class: dict[str, list[str]] = {}
-    syntaxes: dict[str, set[str]] = {}
-    for resource in await ctx.index.get_resources(ResourceType.INSTANCE, instances):
-        sop_class = resource.metadata.get(MetadataType.SOP_CLASS_UID, "")
-        by_class.setdefault(sop_class, []).append(resource.public_id)
-        syntaxes.setdefault(sop_class, set()).add(resource.metadata.get(MetadataType.TRANSFER_SYNTAX, ""))
-    groups: list[list[str]] = [[]]
-    used = 0
-    for sop_class, ids in sorted(by_class.items()):
-        needed = 1 + len(syntaxes[sop_class])  # an upper bound: one context per syntax, one uncompressed
-        if groups[-1] and used + needed > 128:
-            groups.append([])
-            used = 0
-        groups[-1] += ids
-        used += needed
-    return [(await storage_contexts(ctx, group), group) for group in groups if group]
-
-
-def _exporter(ctx: ServerContext, name: str, loop: asyncio.AbstractEventLoop) -> Callable[[str, Dataset], None]:
-    """Records each sent instance in /exports (LogExportedResources), from the sending thread."""
-
-    def log(instance_id: str, ds: Dataset) -> None:
-        record = ExportedResource(
-            seq=0,
-            level=ResourceType.INSTANCE,
-            public_id=instance_id,
-            remote_modality=name,
-            date=now_iso(),
-            patient_id=str(ds.get("PatientID", "")),
-            study_uid=str(ds.get("StudyInstanceUID", "")),
-            series_uid=str(ds.get("SeriesInstanceUID", "")),
-            sop_uid=str(ds.get("SOPInstanceUID", "")),
-        )
-        asyncio.run_coroutine_threadsafe(ctx.index.log_export(record), loop).result()
-
-    return log
-
-
 @bp.post("/modalities/<name>/store")
 async def store(name: str) -> Response:
-    """C-STORE patients, studies, series or instances to the modality, each file as it is stored."""
+    """C-STORE patients, studies, series or instances to the modality, each file as it is stored (as a job with
+    ``"Asynchronous": true``)."""
     ctx = context()
     resources, options = _store_request(await _store_body())
     peer = await peer_for(name, options)
-    for flag_name in ("Synchronous", "Asynchronous", "Permissive", "StorageCommitment"):
-        bool_field(options, flag_name, False)
-    if bool_field(options, "StorageCommitment", False):
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Storage commitment is not supported")
+    synchronous, priority = job_request(options)
+    permissive = bool_field(options, "Permissive", False)
+    commit = bool_field(options, "StorageCommitment", False)
+    if commit and not synchronous:
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Storage commitment after an asynchronous C-STORE")
     originator_aet = str_field(options, "MoveOriginatorAet")
     originator_id = options.get("MoveOriginatorID", 0)
     if isinstance(originator_id, bool) or not isinstance(originator_id, int) or not 0 <= originator_id <= 0xFFFF:
         raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "MoveOriginatorID must be an integer in [0..65535]")
+    originator = (originator_aet, originator_id) if originator_aet else None
     instances = await _instances_of(ctx, resources)
-    loop = asyncio.get_running_loop()
-
-    def load(instance_id: str) -> Dataset:
-        data = asyncio.run_coroutine_threadsafe(ctx.store.read_dicom(instance_id), loop).result()
-        return pydicom.dcmread(io.BytesIO(data), force=True)
-
-    report = await scu.run(
-        scu.store,
-        peer,
-        await _batches(ctx, instances),
-        load,
-        originator=(originator_aet, originator_id) if originator_aet else None,
-        permissive=bool_field(options, "Permissive", False),
-        on_sent=_exporter(ctx, name, loop) if ctx.config.bool("LogExportedResources") else None,
-    )
-    out: dict[str, Any] = {
-        "Description": "REST API",
-        "FailedInstancesCount": report.failed,
-        "InstancesCount": len(instances),
-        "LocalAet": peer.local_aet,
-        "RemoteAet": peer.aet,
-    }
-    if resources:
-        out["ParentResources"] = resources
-    if originator_aet:
-        out["MoveOriginatorAET"] = originator_aet
-        out["MoveOriginatorID"] = originator_id
-    return answer(dict(sorted(out.items())))
+    content = dicom_store.store_content(peer, resources, len(instances), originator)
+    if not synchronous:
+        ordered = await dicom_store.sending_order(ctx, instances)
+        parameters = dicom_store.job_parameters(peer, name, ordered, originator, permissive)
+        return submitted(await ctx.jobs.submit(dicom_store.JOB_TYPE, parameters, content, priority=priority))
+    report = await dicom_store.send(ctx, peer, name, instances, originator=originator, permissive=permissive)
+    content["FailedInstancesCount"] = report.failed
+    if commit:  # of every instance asked for, as Orthanc does
+        references = await commitment.references_of(ctx, instances)
+        content["StorageCommitmentTransactionUID"] = await commitment.start(peer, references)
+    return answer(content)
 
 
 @bp.post("/modalities/<name>/store-straight")
@@ -390,10 +338,15 @@ def _retrieve_request(body: dict[str, Any]) -> tuple[ResourceType, list[Dataset]
 @bp.post("/modalities/<name>/move")
 async def move(name: str) -> Response:
     """C-MOVE resources (by their DICOM identifiers) from the modality to ``TargetAet`` (default: this server)."""
+    ctx = context()
     body = await raw_json()
     level, identifiers = _retrieve_request(body)
     peer = await peer_for(name, body)
-    target = str_field(body, "TargetAet", context().config.str("DicomAet"))
+    target = str_field(body, "TargetAet", ctx.config.str("DicomAet"))
+    synchronous, priority = job_request(body)
+    if not synchronous:
+        query = [echoed(scu.unpack(scu.pack(i)), JsonFormat.SHORT) for i in identifiers]
+        return submitted(await dicom_move.submit(ctx, peer, level, identifiers, target, query, priority=priority))
     await scu.run(scu.move, peer, level, identifiers, target)
     return answer({})
 
@@ -438,3 +391,9 @@ async def get(name: str) -> Response:
 @hookimpl
 def register_routes(app: Quart, context: ServerContext) -> None:
     app.register_blueprint(bp)
+
+
+@hookimpl
+async def shutdown(context: ServerContext) -> None:
+    """Release the C-STORE associations kept open for more instances (DicomAssociationCloseDelay)."""
+    await asyncio.to_thread(POOL.close_all)

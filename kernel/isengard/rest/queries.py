@@ -25,9 +25,11 @@ from ..dicom import scu
 from ..dicom.json import JsonFormat
 from ..dicom.tags import keyword_of
 from ..errors import ErrorCode, OrthancError
+from ..jobs import dicom_move
 from ..modalities import Modality
 from ..model import ResourceType
 from .common import answer, context, text_answer
+from .jobs import job_request, submitted
 from .modalities import (
     bad_body,
     bool_field,
@@ -405,7 +407,8 @@ async def query_filters(query_id: str) -> Response:
 
 # -- retrieving ------------------------------------------------------------------------------------------------
 async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
-    """C-MOVE the answers to the body's AET (plain text, or {"TargetAet", "Timeout", "Full", "Simplify"})."""
+    """C-MOVE the answers to the body's AET (plain text, or {"TargetAet", "Timeout", "Full", "Simplify"}); as a
+    job with ``"Asynchronous": true``."""
     ctx = context()
     raw = (await request.get_data()).strip()
     body: dict[str, Any] = {}
@@ -413,8 +416,8 @@ async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
     if raw.startswith(b"{"):
         body = await object_body()
         target = str_field(body, "TargetAet")
-        for name in ("Synchronous", "Asynchronous", "Permissive"):
-            bool_field(body, name, False)
+        bool_field(body, "Permissive", False)
+    synchronous, priority = job_request(body)
     if bool_field(body, "Full", False):
         fmt = JsonFormat.FULL
     elif bool_field(body, "Simplify", False):
@@ -424,12 +427,16 @@ async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
     peer = stored.peer(ctx, int_field(body, "Timeout"))
     keys = scu.retrieve_keys(stored.level)
     identifiers = [scu.retrieve_identifier(stored.level, values_of(a, keys)) for a in answers]
-    await scu.run(scu.move, peer, stored.level, identifiers, target or ctx.config.str("DicomAet"))
     reported = []
     for found in answers:
         report = scu.dataset_of(values_of(found, _ECHOED_KEYS))
         report.QueryRetrieveLevel = scu.LEVEL_NAMES[stored.level]
         reported.append(echoed(report, fmt))
+    target = target or ctx.config.str("DicomAet")
+    if not synchronous:
+        job_id = await dicom_move.submit(ctx, peer, stored.level, identifiers, target, reported, priority=priority)
+        return submitted(job_id)
+    await scu.run(scu.move, peer, stored.level, identifiers, target)
     return answer(retrieve_answer(peer, reported))
 
 

@@ -35,6 +35,7 @@ from isengard.query import FindQuery, normalize
 
 from . import schema
 from .find import build_find
+from .jobs import JobsMixin
 from .writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -93,7 +94,7 @@ def _attachment_row(info: FileInfo) -> tuple[Any, ...]:
     )
 
 
-class SqliteIndex:
+class SqliteIndex(JobsMixin):
     def __init__(self, path: Path | str, *, readers: int = 4) -> None:
         self.path = Path(path)
         self._readers_count = readers
@@ -640,4 +641,7 @@ class SqliteIndex:
         await self._write(run)
 
     async def all_attachment_uuids(self) -> set[str]:
-        return await self._read(lambda conn: set(conn.execute(text("SELECT uuid FROM attachments")).scalars()))
+        def run(conn: Connection) -> set[str]:
+            return set(conn.execute(text("SELECT uuid FROM attachments")).scalars()) | self._job_output_uuids(conn)
+
+        return await self._read(run)

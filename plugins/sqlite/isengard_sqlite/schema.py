@@ -1,12 +1,12 @@
 """Tables of the SQLite index. One row per resource, one per main tag, metadata and attachment; the change and
-export logs; server-wide properties. Foreign keys cascade, so deleting a resource row deletes its subtree.
+export logs; jobs; server-wide properties. Foreign keys cascade, so deleting a resource row deletes its subtree.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
 from isengard.query import range_matches
 
@@ -97,6 +97,24 @@ exports = Table(
     Column("date", String, nullable=False),
     sqlite_autoincrement=True,
 )
+
+# Jobs: the whole record as JSON in ``data``; the fields the engine selects on are columns too, and the columns
+# win over the JSON (renew_jobs touches the heartbeat column only).
+jobs = Table(
+    "jobs",
+    metadata_obj,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # submission order
+    Column("id", String, nullable=False, unique=True),
+    Column("type", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("owner", String),
+    Column("heartbeat", Float, nullable=False, server_default="0"),
+    Column("revision", Integer, nullable=False),
+    Column("data", String, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_jobs_claim", jobs.c.state, jobs.c.priority, jobs.c.seq)
 
 properties = Table(
     "properties",
