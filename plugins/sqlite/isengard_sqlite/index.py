@@ -36,7 +36,7 @@ from isengard.query import FindQuery, normalize
 from . import schema
 from .find import build_find
 from .jobs import JobsMixin
-from .writer import GroupCommitWriter
+from .writer import WRITER, GroupCommitWriter
 
 T = TypeVar("T")
 CHUNK = 500  # ids per IN (...) list
@@ -94,6 +94,12 @@ def _attachment_row(info: FileInfo) -> tuple[Any, ...]:
     )
 
 
+def _begin(conn: Connection) -> None:
+    """The writer takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that read first and
+    writes later gets SQLITE_BUSY at once, without waiting, when another process or index committed meanwhile."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITER) else "BEGIN")
+
+
 class SqliteIndex(JobsMixin):
     def __init__(self, path: Path | str, *, readers: int = 4) -> None:
         self.path = Path(path)
@@ -107,7 +113,7 @@ class SqliteIndex(JobsMixin):
         url = "sqlite://" if in_memory else f"sqlite:///{self.path}"
         self.engine = create_engine(url, pool_size=self._readers_count + 1, max_overflow=4)
         event.listen(self.engine, "connect", lambda dbapi, _rec: schema.configure_connection(dbapi))
-        event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(self.engine, "begin", _begin)
         self._readers = ThreadPoolExecutor(self._readers_count, thread_name_prefix="isengard-sqlite-read")
         await asyncio.get_running_loop().run_in_executor(self._readers, self._create_schema)
         self._writer = GroupCommitWriter(self.engine)

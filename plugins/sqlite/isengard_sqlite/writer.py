@@ -20,6 +20,8 @@ log = logging.getLogger("isengard.sqlite")
 
 T = TypeVar("T")
 MAX_BATCH = 128
+#: Marks the writer's connection (in ``Connection.info``), whose transactions begin IMMEDIATE.
+WRITER = "isengard_writer"
 _STOP = object()
 
 
@@ -42,6 +44,7 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         with self._engine.connect() as conn:
+            conn.info[WRITER] = True
             stopping = False
             while not stopping:
                 item = self._queue.get()

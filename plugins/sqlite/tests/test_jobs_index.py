@@ -97,7 +97,7 @@ async def test_two_connections_never_claim_the_same_job(index: SqliteIndex, tmp_
         a, b = a1 + a2, b1 + b2
         claimed = a + b
         assert sorted(claimed) == sorted(j.id for j in jobs)  # each exactly once
-        assert a and b
+        # (which side wins how many is up to the database lock: a writer may drain them all)
         owners = {j.id: j.owner for j in await index.list_jobs()}
         assert all(owners[i] in ("a", "a2") for i in a) and all(owners[i] in ("b", "b2") for i in b)
     finally:
