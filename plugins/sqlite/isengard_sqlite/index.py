@@ -21,7 +21,6 @@ from isengard.model import (
     ChangeType,
     CompressionType,
     DeleteOutcome,
-    ExportedResource,
     FileInfo,
     InstanceRecord,
     MetadataType,
@@ -36,20 +35,11 @@ from isengard.query import FindQuery, normalize
 from . import schema
 from .find import build_find
 from .jobs import JobsMixin
+from .logs import LogsMixin, forget_changes, insert_change
+from .sql import chunks, in_list
 from .writer import WRITER, GroupCommitWriter
 
 T = TypeVar("T")
-CHUNK = 500  # ids per IN (...) list
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _in(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-    keys = [f"{name}{i}" for i in range(len(values))]
-    return ", ".join(f":{k}" for k in keys), dict(zip(keys, values, strict=True))
 
 
 def _file_info(row: Any) -> FileInfo:
@@ -100,7 +90,7 @@ def _begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITER) else "BEGIN")
 
 
-class SqliteIndex(JobsMixin):
+class SqliteIndex(JobsMixin, LogsMixin):
     def __init__(self, path: Path | str, *, readers: int = 4) -> None:
         self.path = Path(path)
         self._readers_count = readers
@@ -157,22 +147,6 @@ class SqliteIndex(JobsMixin):
         return row
 
     @staticmethod
-    def _log(conn: Connection, kind: ChangeType, level: ResourceType, public_id: str, date: str) -> Change:
-        seq = conn.execute(
-            text("INSERT INTO changes (change_type, level, public_id, date) VALUES (:c, :l, :p, :d)"),
-            {"c": int(kind), "l": int(level), "p": public_id, "d": date},
-        ).lastrowid
-        return Change(int(seq or 0), kind, level, public_id, date)
-
-    @staticmethod
-    def _forget_changes(conn: Connection, public_ids: Sequence[str]) -> None:
-        """As in Orthanc, the log forgets what it said about deleted resources (no dangling references), and
-        says instead that they were deleted."""
-        for chunk in _chunks(public_ids):
-            marks, params = _in("p", chunk)
-            conn.execute(text(f"DELETE FROM changes WHERE public_id IN ({marks})"), params)
-
-    @staticmethod
     def _insert_tags(conn: Connection, resource_id: int, tags: dict[str, str]) -> None:
         if tags:
             conn.execute(
@@ -192,8 +166,8 @@ class SqliteIndex(JobsMixin):
     @staticmethod
     def _attachments_of(conn: Connection, ids: Sequence[int]) -> list[FileInfo]:
         files: list[FileInfo] = []
-        for chunk in _chunks(ids):
-            marks, params = _in("i", chunk)
+        for chunk in chunks(ids):
+            marks, params = in_list("i", chunk)
             rows = conn.execute(text(f"SELECT * FROM attachments WHERE resource_id IN ({marks})"), params)
             files.extend(_file_info(r) for r in rows)
         return files
@@ -278,10 +252,10 @@ class SqliteIndex(JobsMixin):
         ).all()
         files = self._attachments_of(conn, [r.id for r in subtree])
         conn.execute(text("DELETE FROM resources WHERE id = :i"), {"i": row.id})
-        self._forget_changes(conn, [r.public_id for r in subtree])
+        forget_changes(conn, [r.public_id for r in subtree])
         date = now_iso()
         changes = [
-            self._log(conn, ChangeType.DELETED, ResourceType(r.level), r.public_id, date)
+            insert_change(conn, ChangeType.DELETED, ResourceType(r.level), r.public_id, date)
             for r in sorted(subtree, key=lambda r: -r.level)
         ]
         remaining = None
@@ -298,8 +272,8 @@ class SqliteIndex(JobsMixin):
                 break
             files += self._attachments_of(conn, [parent.id])
             conn.execute(text("DELETE FROM resources WHERE id = :i"), {"i": parent.id})
-            self._forget_changes(conn, [parent.public_id])
-            changes.append(self._log(conn, ChangeType.DELETED, ResourceType(parent.level), parent.public_id, date))
+            forget_changes(conn, [parent.public_id])
+            changes.append(insert_change(conn, ChangeType.DELETED, ResourceType(parent.level), parent.public_id, date))
             parent_id = parent.parent_id
         return DeleteOutcome(files, changes, remaining)
 
@@ -322,8 +296,8 @@ class SqliteIndex(JobsMixin):
 
     def _get_resources(self, conn: Connection, level: ResourceType, wanted: list[str]) -> list[Resource]:
         found: dict[str, Resource] = {}
-        for chunk in _chunks(wanted):
-            marks, params = _in("p", chunk)
+        for chunk in chunks(wanted):
+            marks, params = in_list("p", chunk)
             params["l"] = int(level)
             rows = conn.execute(
                 text(
@@ -336,7 +310,7 @@ class SqliteIndex(JobsMixin):
             if not rows:
                 continue
             by_id = {r.id: Resource(level, r.public_id, r.parent, [], {}, is_protected=bool(r.protected)) for r in rows}
-            marks, params = _in("i", list(by_id))
+            marks, params = in_list("i", list(by_id))
             for r in conn.execute(
                 text(f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"), params
             ):
@@ -451,7 +425,7 @@ class SqliteIndex(JobsMixin):
             if expected_revision is not None and current is not None and current != expected_revision:
                 raise RevisionMismatch(f"metadata {kind} is at revision {current}")
             self._upsert_metadata(conn, [{"r": row.id, "k": kind, "v": value}])
-            change = self._log(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
+            change = insert_change(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
             return (0 if current is None else current + 1), change
 
         return await self._write(run)
@@ -469,7 +443,7 @@ class SqliteIndex(JobsMixin):
             if expected_revision is not None and current != expected_revision:
                 raise RevisionMismatch(f"metadata {kind} is at revision {current}")
             conn.execute(text("DELETE FROM metadata WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind})
-            self._log(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
+            insert_change(conn, ChangeType.UPDATED_METADATA, level, public_id, now_iso())
             return True
 
         return await self._write(run)
@@ -499,7 +473,7 @@ class SqliteIndex(JobsMixin):
                     {"i": row.id, "k": info.content_type},
                 )
             self._insert_attachment(conn, row.id, info, 0 if old is None else old.revision + 1)
-            return old, self._log(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
+            return old, insert_change(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
 
         return await self._write(run)
 
@@ -514,7 +488,7 @@ class SqliteIndex(JobsMixin):
             if expected_revision is not None and old.revision != expected_revision:
                 raise RevisionMismatch(f"attachment {kind} is at revision {old.revision}")
             conn.execute(text("DELETE FROM attachments WHERE resource_id = :i AND kind = :k"), {"i": row.id, "k": kind})
-            self._log(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
+            insert_change(conn, ChangeType.UPDATED_ATTACHMENT, level, public_id, now_iso())
             return old
 
         return await self._write(run)
@@ -549,102 +523,6 @@ class SqliteIndex(JobsMixin):
             "ORDER BY recycle_seq LIMIT 1"
         )
         return await self._read(lambda conn: conn.execute(text(sql), {"a": avoid or ""}).scalar())
-
-    # -- logs and properties ---------------------------------------------------------------------------------
-    async def log_change(self, change_type: ChangeType, level: ResourceType, public_id: str) -> Change:
-        return await self._write(lambda conn: self._log(conn, change_type, level, public_id, now_iso()))
-
-    @staticmethod
-    def _change(row: Any) -> Change:
-        return Change(row.seq, ChangeType(row.change_type), ResourceType(row.level), row.public_id, row.date)
-
-    async def get_changes(self, since: int, limit: int) -> tuple[list[Change], bool, int]:
-        def run(conn: Connection) -> tuple[list[Change], bool, int]:
-            rows = conn.execute(
-                text("SELECT * FROM changes WHERE seq > :s ORDER BY seq LIMIT :l"), {"s": since, "l": limit + 1}
-            ).all()
-            # AUTOINCREMENT's counter, not MAX(seq): the sequence goes on after the log is emptied.
-            last = conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")).scalar() or 0
-            return [self._change(r) for r in rows[:limit]], len(rows) <= limit, int(last)
-
-        return await self._read(run)
-
-    async def last_change(self) -> Change | None:
-        def run(conn: Connection) -> Change | None:
-            row = conn.execute(text("SELECT * FROM changes ORDER BY seq DESC LIMIT 1")).first()
-            return None if row is None else self._change(row)
-
-        return await self._read(run)
-
-    async def clear_changes(self) -> None:
-        await self._write(lambda conn: conn.execute(text("DELETE FROM changes")))
-
-    async def log_export(self, resource: ExportedResource) -> None:
-        def run(conn: Connection) -> None:
-            conn.execute(
-                text(
-                    "INSERT INTO exports (level, public_id, remote_modality, patient_id, study_uid, series_uid, "
-                    "sop_uid, date) VALUES (:l, :p, :m, :pid, :st, :se, :so, :d)"
-                ),
-                {
-                    "l": int(resource.level),
-                    "p": resource.public_id,
-                    "m": resource.remote_modality,
-                    "pid": resource.patient_id,
-                    "st": resource.study_uid,
-                    "se": resource.series_uid,
-                    "so": resource.sop_uid,
-                    "d": resource.date,
-                },
-            )
-
-        await self._write(run)
-
-    async def get_exports(self, since: int, limit: int) -> tuple[list[ExportedResource], bool, int]:
-        def run(conn: Connection) -> tuple[list[ExportedResource], bool, int]:
-            rows = conn.execute(
-                text("SELECT * FROM exports WHERE seq > :s ORDER BY seq LIMIT :l"), {"s": since, "l": limit + 1}
-            ).all()
-            last = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM exports")).scalar() or 0
-            items = [
-                ExportedResource(
-                    r.seq,
-                    ResourceType(r.level),
-                    r.public_id,
-                    r.remote_modality,
-                    r.date,
-                    r.patient_id,
-                    r.study_uid,
-                    r.series_uid,
-                    r.sop_uid,
-                )
-                for r in rows[:limit]
-            ]
-            return items, len(rows) <= limit, int(last)
-
-        return await self._read(run)
-
-    async def clear_exports(self) -> None:
-        await self._write(lambda conn: conn.execute(text("DELETE FROM exports")))
-
-    async def get_property(self, name: str) -> str | None:
-        sql = "SELECT value FROM properties WHERE name = :n"
-        return await self._read(lambda conn: conn.execute(text(sql), {"n": name}).scalar())
-
-    async def set_property(self, name: str, value: str | None) -> None:
-        def run(conn: Connection) -> None:
-            if value is None:
-                conn.execute(text("DELETE FROM properties WHERE name = :n"), {"n": name})
-            else:
-                conn.execute(
-                    text(
-                        "INSERT INTO properties (name, value) VALUES (:n, :v) "
-                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-                    ),
-                    {"n": name, "v": value},
-                )
-
-        await self._write(run)
 
     async def all_attachment_uuids(self) -> set[str]:
         def run(conn: Connection) -> set[str]:

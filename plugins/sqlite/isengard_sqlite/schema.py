@@ -8,8 +8,6 @@ import sqlite3
 
 from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
-from isengard.query import range_matches
-
 SCHEMA_VERSION = "1"
 
 metadata_obj = MetaData()
@@ -125,7 +123,7 @@ properties = Table(
 
 
 def configure_connection(dbapi_connection: sqlite3.Connection) -> None:
-    """Per-connection settings: WAL for concurrent readers, cascading keys, and the DICOM range function."""
+    """Per-connection settings: WAL for concurrent readers, cascading keys."""
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (needed for savepoints)
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -135,6 +133,3 @@ def configure_connection(dbapi_connection: sqlite3.Connection) -> None:
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
-    dbapi_connection.create_function(
-        "dicom_range", 3, lambda v, lo, hi: int(range_matches(lo or "", hi or "", v or "")), deterministic=True
-    )
