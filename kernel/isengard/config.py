@@ -71,6 +71,7 @@ KERNEL_OPTIONS: tuple[Option, ...] = (
     Option("DicomAssociationCloseDelay", 5, "Seconds an outgoing association stays open for more C-STOREs."),
     Option("MaximumPduLength", 16384, "Largest PDU this server receives."),
     Option("UnknownSopClassAccepted", False, "Accept C-STORE of SOP classes pydicom does not know."),
+    Option("AcceptedTransferSyntaxes", ["1.2.840.10008.1.*"], "Transfer syntaxes accepted (UIDs, * wildcards)."),
     Option("DeflatedTransferSyntaxAccepted", True, "Accept the deflated transfer syntax."),
     Option("JpegTransferSyntaxAccepted", True, "Accept JPEG baseline and extended."),
     Option("JpegLosslessTransferSyntaxAccepted", True, "Accept JPEG lossless and JPEG-LS."),

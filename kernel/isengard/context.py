@@ -15,6 +15,7 @@ import pluggy
 
 from .backends import IndexBackend, StorageArea
 from .config import KERNEL_DEFAULTS, Config, ConfigError
+from .dicom.network import DicomSettings
 from .dicom.tags import MainTags
 from .events import EventBus
 from .jobs import JobEngine
@@ -56,8 +57,10 @@ class ServerContext:
     store: Store = field(init=False)
     events: EventBus = field(init=False)
     jobs: JobEngine = field(init=False)
+    dicom_settings: DicomSettings = field(init=False)
 
     def __post_init__(self) -> None:
+        self.dicom_settings = DicomSettings.from_config(self.config)
         self.store = Store(self)
         self.events = EventBus(self.pm)
         self.jobs = JobEngine(self)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pydicom.uid import (
     JPEG2000,
-    UID,
+    AllTransferSyntaxes,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -29,6 +30,7 @@ from pynetdicom.service_class import ServiceClass, StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
 from ..config import Config
+from ..query import wildcard_regex
 
 #: In order of preference when a peer proposes several in one context (the acceptor's order decides), as DCMTK
 #: and Orthanc: explicit VR first, implicit last.
@@ -54,13 +56,40 @@ SWITCHES: dict[str, list[str]] = {
 }
 
 
+#: Every transfer syntax this server can name: pydicom's list, and the switches' (JPIP...).
+KNOWN_TRANSFER_SYNTAXES: list[str] = sorted(
+    {str(u) for u in AllTransferSyntaxes}
+    | {str(u) for uids in SWITCHES.values() for u in uids}
+    | {str(u) for u in UNCOMPRESSED}
+)
+
+
+def matching_syntaxes(patterns: Iterable[str]) -> list[str]:
+    """The known transfer syntaxes matching Orthanc-style patterns ("1.2.840.10008.1.2.4.*"), in order of
+    preference: the uncompressed ones first, as :data:`UNCOMPRESSED`, then by UID."""
+    wanted = [wildcard_regex(p.strip()) for p in patterns]
+    found = {uid for uid in KNOWN_TRANSFER_SYNTAXES if any(w.fullmatch(uid) for w in wanted)}
+    return [str(u) for u in UNCOMPRESSED if str(u) in found] + sorted(found - {str(u) for u in UNCOMPRESSED})
+
+
 def accepted_transfer_syntaxes(config: Config) -> list[str]:
-    """The uncompressed syntaxes, plus those whose switch is on (all are, by default, as in Orthanc)."""
-    syntaxes = list(UNCOMPRESSED)
-    for switch, uids in SWITCHES.items():
-        if config.get(switch, True):
-            syntaxes += uids
-    return [str(UID(u)) for u in syntaxes]
+    """AcceptedTransferSyntaxes (every DICOM syntax by default), less the families a switch turns off."""
+    patterns = config.get("AcceptedTransferSyntaxes") or ["1.2.840.10008.1.*"]
+    refused = {str(u) for switch, uids in SWITCHES.items() if not config.get(switch, True) for u in uids}
+    return [uid for uid in matching_syntaxes(patterns) if uid not in refused]
+
+
+@dataclass
+class DicomSettings:
+    """What the DICOM server accepts, changeable at run time (/tools/accepted-transfer-syntaxes,
+    /tools/unknown-sop-class-accepted) and read at each new association; per process, as in Orthanc."""
+
+    syntaxes: list[str]
+    unknown_sop_class_accepted: bool
+
+    @classmethod
+    def from_config(cls, config: Config) -> DicomSettings:
+        return cls(accepted_transfer_syntaxes(config), bool(config.get("UnknownSopClassAccepted", False)))
 
 
 def no_delay(event: evt.Event) -> None:

@@ -45,12 +45,13 @@ from ..modalities import Modalities, Modality
 from ..model import ResourceType
 from ..plugins import resolve
 from . import commitment, scu
-from .network import STORAGE_SOP_CLASSES, accepted_transfer_syntaxes, no_delay, unknown_storage_contexts
+from .network import STORAGE_SOP_CLASSES, no_delay, storage_context, unknown_storage_contexts
 from .retrieve import instances_for_query, storage_contexts
 from .transcode import CodecMissing, fit
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
+    from pynetdicom.presentation import PresentationContext
     from pynetdicom.transport import ThreadedAssociationServer
 
     from ..context import ServerContext
@@ -132,10 +133,10 @@ class DicomServer:
         config = ctx.config
         self.aet = config.str("DicomAet")
         self.check_called_aet = config.bool("DicomCheckCalledAet")
-        self.accept_unknown_sop_classes = config.bool("UnknownSopClassAccepted")
         #: As Orthanc: when no service is open to unknown AETs, only known modalities may even associate.
         self.known_peers_only = not any(config.get(option, False) for option in ALWAYS_ALLOW)
-        self.syntaxes = accepted_transfer_syntaxes(config)
+        self.settings = ctx.dicom_settings
+        self._contexts: tuple[tuple[str, ...], list[PresentationContext]] | None = None
         self.ae = AE(ae_title=self.aet)
         self.ae.maximum_pdu_size = config.int("MaximumPduLength")
         # The AE's own timeouts serve the associations it requests: the C-MOVE sub-associations, which call out
@@ -148,7 +149,7 @@ class DicomServer:
         self.ae.add_supported_context(Verification)
         for sop_class in STORAGE_SOP_CLASSES:
             # both roles: C-GET sends the instances back to the requestor on these contexts
-            self.ae.add_supported_context(sop_class, self.syntaxes, scu_role=True, scp_role=True)
+            self.ae.add_supported_context(sop_class, self.settings.syntaxes, scu_role=True, scp_role=True)
         for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
             self.ae.add_supported_context(model)
         # either role: a peer asks here (N-ACTION), or reports here as the SCP of an earlier request (N-EVENT-REPORT)
@@ -235,15 +236,27 @@ class DicomServer:
                 log.warning("association from unknown AET %s (%s) rejected", calling, assoc.requestor.address)
                 self._reject(assoc, CALLING_AET_NOT_RECOGNIZED)
                 return
-            if self.accept_unknown_sop_classes:
-                supported = assoc.acceptor.supported_contexts
+            syntaxes = list(self.settings.syntaxes)
+            supported = self._supported(syntaxes)
+            if self.settings.unknown_sop_class_accepted:
                 proposed = request.presentation_context_definition_list
-                extra = unknown_storage_contexts(proposed, supported, self.syntaxes)
-                if extra:
-                    assoc.acceptor.supported_contexts = [*supported, *extra]
+                supported = [*supported, *unknown_storage_contexts(proposed, supported, syntaxes)]
+            assoc.acceptor.supported_contexts = supported
         except Exception:
             log.exception("association from %s rejected: error while checking it", calling)
             self._reject(assoc, NO_REASON_GIVEN)
+
+    def _supported(self, syntaxes: list[str]) -> list[PresentationContext]:
+        """The AE's contexts, with the storage ones accepting the transfer syntaxes accepted right now."""
+        key = tuple(syntaxes)
+        if self._contexts is None or self._contexts[0] != key:
+            storage = set(STORAGE_SOP_CLASSES)
+            contexts = [
+                storage_context(str(c.abstract_syntax), syntaxes) if str(c.abstract_syntax) in storage else c
+                for c in self.ae.supported_contexts
+            ]
+            self._contexts = (key, contexts)
+        return list(self._contexts[1])
 
     @staticmethod
     def _reject(assoc: Association, reason: int) -> None:

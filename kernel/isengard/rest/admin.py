@@ -12,6 +12,7 @@ from quart import Blueprint, Quart, Response, current_app, request
 
 from .. import ORTHANC_VERSION, hookimpl
 from ..context import ServerContext
+from ..dicom.network import matching_syntaxes
 from ..dicom.parse import ENCODINGS
 from ..errors import ErrorCode, OrthancError
 from ..logs import LEVELS
@@ -275,3 +276,42 @@ async def invalidate_tags() -> Response:
 @hookimpl
 def register_routes(app: Quart, context: ServerContext) -> None:
     app.register_blueprint(bp)
+
+
+# -- what the DICOM server accepts ----------------------------------------------------------------------------
+@bp.get("/tools/accepted-transfer-syntaxes")
+async def get_accepted_transfer_syntaxes() -> Response:
+    """The transfer syntaxes the DICOM server accepts in new associations."""
+    return answer(context().dicom_settings.syntaxes)
+
+
+@bp.put("/tools/accepted-transfer-syntaxes")
+async def set_accepted_transfer_syntaxes() -> Response:
+    """Change them: a UID pattern ("1.2.840.10008.1.2.4.*") or a list of them; answers the resulting list."""
+    body = await json_body(expect=(str, list))
+    patterns = [body] if isinstance(body, str) else body
+    if not patterns or not all(isinstance(p, str) and p.strip() for p in patterns):
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST, "expected a transfer syntax UID, or a list of them (wildcards allowed)"
+        )
+    syntaxes = matching_syntaxes(patterns)
+    if not syntaxes:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "no known transfer syntax matches")
+    context().dicom_settings.syntaxes = syntaxes
+    return answer(syntaxes)
+
+
+@bp.get("/tools/unknown-sop-class-accepted")
+async def get_unknown_sop_class_accepted() -> Response:
+    """1 if the DICOM server stores SOP classes it does not know, else 0."""
+    return text_answer("1" if context().dicom_settings.unknown_sop_class_accepted else "0")
+
+
+@bp.put("/tools/unknown-sop-class-accepted")
+async def set_unknown_sop_class_accepted() -> Response:
+    """Accept ("1", "true") or refuse ("0", "false") unknown SOP classes in new associations."""
+    value = (await request.get_data(as_text=True)).strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "expected 0, 1, true or false")
+    context().dicom_settings.unknown_sop_class_accepted = value in ("1", "true")
+    return text_answer("")
