@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 
 from .dicom.parse import ParsedInstance, parse_instance, read_header
 from .dicom.tags import expected_instances
+from .dicom.transcode import IngestTranscoding
 from .errors import ErrorCode, OrthancError, unknown_resource
 from .model import (
     STABLE_RESOURCE_CHANGE,
@@ -98,6 +99,7 @@ class Store:
         self.max_patients = config.int("MaximumPatientCount")
         self.reject_when_full = config.str("MaximumStorageMode") == "Reject"
         self.stability = StabilityTracker(float(config.int("StableAge")), self._became_stable)
+        self.transcoding = IngestTranscoding.from_config(config)
         self._recycle_lock = asyncio.Lock()
 
     # -- files -----------------------------------------------------------------------------------------------
@@ -113,6 +115,7 @@ class Store:
         return info, packed
 
     def _read_incoming(self, data: bytes) -> tuple[ParsedInstance, list[tuple[FileInfo, bytes]]]:
+        data = self.transcoding.apply(data)
         parsed = parse_instance(data, self.context.main_tags, default_encoding=self.default_encoding)
         prepared = [self._prepare(data, FileContentType.DICOM, self.compression)]
         if self.compression and parsed.pixel_data_offset:

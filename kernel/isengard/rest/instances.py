@@ -18,6 +18,7 @@ from ..context import ServerContext
 from ..dicom.json import JsonFormat, dataset_to_json
 from ..dicom.parse import BINARY_VRS, PIXEL_DATA, element_text
 from ..dicom.tags import format_tag, parse_tag
+from ..dicom.transcode import lossy_quality, quality_of, transcode
 from ..errors import ErrorCode, OrthancError
 from .common import answer, context
 
@@ -26,9 +27,17 @@ bp = Blueprint("instances", __name__)
 
 @bp.get("/instances/<public_id>/file")
 async def file(public_id: str) -> Response:
-    """The DICOM file as received, streamed."""
+    """The DICOM file as received, streamed; ``?transcode=UID`` (``&lossy-quality=``) converts it first."""
     ctx = context()
     info = await ctx.store.dicom_attachment(public_id)
+    syntax = request.args.get("transcode")
+    if syntax:
+        quality = quality_of(request.args.get("lossy-quality"), lossy_quality(ctx.config))
+        data = await ctx.store.read_attachment(info)
+        body = await asyncio.to_thread(transcode, data, syntax, quality=quality)
+        return Response(
+            body, content_type="application/dicom", headers={"Content-Disposition": f'filename="{public_id}.dcm"'}
+        )
     return Response(
         await ctx.store.attachment_body(info),
         content_type="application/dicom",

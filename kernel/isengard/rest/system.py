@@ -40,7 +40,7 @@ async def system() -> Response:
             "DicomPort": config.int("DicomPort"),
             "HasLabels": True,
             "HttpPort": config.int("HttpPort"),
-            "IngestTranscoding": "",
+            "IngestTranscoding": config.str("IngestTranscoding"),
             "IsHttpServerSecure": config.bool("SslEnabled") or bool(config.dict("RegisteredUsers")),
             "IsengardVersion": __version__,
             "MainDicomTags": {
