@@ -8,6 +8,7 @@ on the mean absolute difference for those; everything else must be identical.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 from collections.abc import Callable, Iterator
@@ -328,6 +329,24 @@ def test_raw_frames(client: httpx.Client, ids: dict[str, str]) -> None:
     assert j2k.headers["content-type"] == "image/jp2" and j2k.content.startswith(b"\xff\x4f\xff\x51")
     rle = client.get(f"/instances/{ids['multiframe-rle']}/frames/2/raw.gz")
     assert rle.headers["content-type"] == "application/gzip"
+
+
+def test_series_numpy_is_orthancs_volume(isengard) -> None:
+    """The slices in /ordered-slices order, stacked: the same arrays as Orthanc 1.10.1 answers for Brainix/Flair."""
+    server = isengard()
+    server.upload(*sorted(sample("Brainix", "Flair").iterdir()))
+    with server.client() as client:
+        (series,) = client.get("/series").json()
+        volume = np.load(io.BytesIO(client.get(f"/series/{series}/numpy").content))
+        stored = np.load(io.BytesIO(client.get(f"/series/{series}/numpy?rescale=0&compress").content))["arr_0"]
+        first = client.get(f"/series/{series}/ordered-slices").json()["Dicom"][0].removesuffix("/file")
+        assert np.array_equal(volume[0], np.load(io.BytesIO(client.get(f"{first}/numpy").content))[0])
+        assert_orthanc_error(client.get("/series/nope/numpy"), 404)
+    assert volume.shape == stored.shape == (22, 288, 288, 1)
+    assert (volume.dtype, stored.dtype) == (np.float32, np.uint16)
+    # SHA-256 of the arrays Orthanc 1.10.1 answers for /series/{id}/numpy, without and with ?rescale=0.
+    assert hashlib.sha256(volume.tobytes()).hexdigest().startswith("2f2f54cdad5295829bc025688b0b3a3a")
+    assert hashlib.sha256(stored.tobytes()).hexdigest().startswith("02754b825c95ea0abf88ead9bd2952a7")
 
 
 def test_numpy_and_matlab(client: httpx.Client, ids: dict[str, str]) -> None:

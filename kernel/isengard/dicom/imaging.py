@@ -389,12 +389,20 @@ def numpy_frame(frame: Frame, *, rescale: bool) -> np.ndarray:
 
 def numpy_answer(data: bytes, index: int | None, *, rescale: bool, compress: bool) -> bytes:
     """A .npy (or .npz with ``compress``) of frame ``index``, or of every frame stacked when it is None."""
+    return npy_file(numpy_frames(data, index, rescale=rescale), compress=compress)
+
+
+def numpy_frames(data: bytes, index: int | None, *, rescale: bool) -> np.ndarray:
+    """Frame ``index`` of a file in Orthanc's /numpy layout, or (frames, rows, columns, channels) when None."""
     ds = open_dataset(data)
     if index is not None:
-        array = numpy_frame(decode_frame(ds, index), rescale=rescale)
-    else:
-        frames = range(frame_count(ds.get("NumberOfFrames")))
-        array = np.stack([numpy_frame(decode_frame(ds, i), rescale=rescale) for i in frames])
+        return numpy_frame(decode_frame(ds, index), rescale=rescale)
+    frames = range(frame_count(ds.get("NumberOfFrames")))
+    return np.stack([numpy_frame(decode_frame(ds, i), rescale=rescale) for i in frames])
+
+
+def npy_file(array: np.ndarray, *, compress: bool) -> bytes:
+    """The bytes of a .npy file, or of a compressed .npz holding the array as ``arr_0`` (NumPy's default)."""
     out = io.BytesIO()
     if compress:
         np.savez_compressed(out, array)

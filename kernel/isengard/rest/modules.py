@@ -7,19 +7,22 @@ instances is read. The lists below are the tables of PS3.3 (2011 edition, as in 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from typing import Any
 
+import numpy as np
 from quart import Blueprint, Quart, Response, request
 
 from .. import hookimpl
 from ..context import ServerContext
+from ..dicom.imaging import npy_file, numpy_frames
 from ..dicom.json import JsonFormat, dataset_to_json
 from ..dicom.tags import format_tag, parse_tag
 from ..errors import ErrorCode, OrthancError
 from ..model import MetadataType, Resource, ResourceType
-from .common import answer, context, get_resource, level_of_collection
+from .common import answer, context, flag, get_resource, level_of_collection
 
 bp = Blueprint("modules", __name__)
 
@@ -256,18 +259,23 @@ def _by_index(instances: list[Resource]) -> list[Resource] | None:
     return [instance for _, instance in sorted(zip(indexes, instances, strict=True), key=lambda x: x[0])]
 
 
+async def _ordered_instances(public_id: str) -> tuple[str, list[Resource]]:
+    """The instances of a series in slice order, and how they were ordered ("Volume" or "Sequence")."""
+    series = await get_resource(ResourceType.SERIES, public_id)
+    instances = await context().index.get_resources(ResourceType.INSTANCE, series.children)
+    ordered = _by_position(series, instances)
+    if ordered is not None:
+        return "Volume", ordered
+    ordered = _by_index(instances)
+    if ordered is None:
+        raise OrthancError(ErrorCode.CANNOT_ORDER_SLICES, f"Unable to order the slices of series {public_id}")
+    return "Sequence", ordered
+
+
 @bp.get("/series/<public_id>/ordered-slices")
 async def ordered_slices(public_id: str) -> Response:
     """The frames of a series in order: along the normal of the slices for a volume, else by instance number."""
-    ctx = context()
-    series = await get_resource(ResourceType.SERIES, public_id)
-    instances = await ctx.index.get_resources(ResourceType.INSTANCE, series.children)
-    ordered = _by_position(series, instances)
-    kind = "Volume"
-    if ordered is None:
-        kind, ordered = "Sequence", _by_index(instances)
-    if ordered is None:
-        raise OrthancError(ErrorCode.CANNOT_ORDER_SLICES, f"Unable to order the slices of series {public_id}")
+    kind, ordered = await _ordered_instances(public_id)
     return answer(
         {
             "Dicom": [f"/instances/{i.public_id}/file" for i in ordered],
@@ -276,6 +284,29 @@ async def ordered_slices(public_id: str) -> Response:
             "Type": kind,
         }
     )
+
+
+@bp.get("/series/<public_id>/numpy")
+async def series_numpy(public_id: str) -> Response:
+    """The frames of the series as one array (slices, rows, columns, channels), in the order of /ordered-slices.
+
+    Files are decoded one at a time (only the decoded array grows), rescaled to float32 unless ?rescale=0.
+    """
+    ctx = context()
+    rescale = "rescale" not in request.args or flag("rescale")
+    _, ordered = await _ordered_instances(public_id)
+    stacks = []
+    for instance in ordered:
+        data = await ctx.store.read_dicom(instance.public_id)
+        stacks.append(await asyncio.to_thread(numpy_frames, data, None, rescale=rescale))
+    try:
+        volume = np.concatenate(stacks)
+    except ValueError:
+        raise OrthancError(
+            ErrorCode.INCOMPATIBLE_IMAGE_SIZE, f"The frames of series {public_id} differ in size or format"
+        ) from None
+    body = await asyncio.to_thread(npy_file, volume, compress=flag("compress"))
+    return Response(body, content_type="application/octet-stream")
 
 
 @hookimpl
