@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -23,7 +22,16 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from isengard.testing import ServerProcess, assert_orthanc_error, dicom_variant, free_port, require_tool, sample
+from isengard.testing import (
+    ServerProcess,
+    assert_orthanc_error,
+    dicom_variant,
+    free_port,
+    reference_orthanc,
+    require_tool,
+    sample,
+    wait_for_port,
+)
 
 BRAINIX = [sample("Brainix", "Flair", f"IM-0001-000{i}.dcm") for i in (1, 2, 3)]
 TEST_1 = [
@@ -32,16 +40,6 @@ TEST_1 = [
 ]
 COMUNIX = [sample("Comunix", "Ct", "IM-0001-0001.dcm"), sample("Comunix", "Ct", "IM-0001-0002.dcm")]
 DEAD_PORT = free_port()
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 @pytest.fixture(scope="module")
@@ -434,33 +432,16 @@ def test_a_peer_that_stops_answering(client: ServerProcess) -> None:
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, peers: tuple[ServerProcess, ServerProcess]) -> Iterator[str]:
     """An Orthanc of our own that knows the client, holding TEST_1; yields its REST URL."""
-    executable = require_tool("Orthanc")
-    folder = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
     config = {
         "Name": "Scratch",
-        "StorageDirectory": str(folder / "db"),
-        "IndexDirectory": str(folder / "db"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
         "DicomAet": "SCRATCH",
-        "RemoteAccessAllowed": False,
         "DicomModalities": {"client": ["CLIENT", "127.0.0.1", peers[0].config["DicomPort"]]},
     }
-    (folder / "config.json").write_text(json.dumps(config))
-    log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - owned by the process
-    process = subprocess.Popen([executable, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        wait_for_port(http_port, 30)
+    with reference_orthanc(tmp_path_factory.mktemp("orthanc"), config) as o:
         for path in TEST_1:
-            httpx.post(f"{url}/instances", content=path.read_bytes()).raise_for_status()
-        peers[0].client().put("/modalities/orthanc", json=["SCRATCH", "127.0.0.1", dicom_port])
-        yield url
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+            httpx.post(f"{o.url}/instances", content=path.read_bytes()).raise_for_status()
+        peers[0].client().put("/modalities/orthanc", json=["SCRATCH", "127.0.0.1", o.dicom_port])
+        yield o.url
 
 
 def test_orthanc_as_peer(client: ServerProcess, orthanc: str) -> None:

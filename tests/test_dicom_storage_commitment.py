@@ -6,9 +6,6 @@ Brainix images; B and Orthanc hold the first two only.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
-from isengard.testing import ServerProcess, assert_orthanc_error, free_port, instance_id, sample
+from isengard.testing import ServerProcess, assert_orthanc_error, free_port, instance_id, reference_orthanc, sample
 
 FLAIR = sorted(sample("Brainix", "Flair").glob("*.dcm"))[:3]
 MR, CT = "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.2"
@@ -32,52 +29,11 @@ def uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
-class ScratchOrthanc:
-    """Debian's Orthanc on free ports, knowing A as a modality."""
-
-    def __init__(self, folder: Path, a_port: int) -> None:
-        self.http, self.dicom = free_port(), free_port()
-        config = {
-            "Name": "scratch",
-            "StorageDirectory": str(folder),
-            "IndexDirectory": str(folder),
-            "HttpPort": self.http,
-            "DicomPort": self.dicom,
-            "DicomAet": "ORTHC",
-            "DicomModalities": {"a": ["ISA", "127.0.0.1", a_port]},
-        }
-        (folder / "config.json").write_text(json.dumps(config))
-        self.log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            ["Orthanc", str(folder / "config.json")], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.http}", timeout=30)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if self.client.get("/system").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Orthanc did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        self.process.wait(20)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
-def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess, Any]]:
+def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """A knows B, and Orthanc on a DICOM port chosen now, where the ``orthanc`` fixture starts it."""
     a_port, b_port = free_port(), free_port()
-    orthanc = None
-    if shutil.which("Orthanc"):
-        orthanc = ScratchOrthanc(tmp_path_factory.mktemp("orthanc"), a_port)
-    modalities: dict[str, Any] = {"b": ["ISB", "127.0.0.1", b_port]}
-    if orthanc is not None:
-        modalities["orthanc"] = ["ORTHC", "127.0.0.1", orthanc.dicom]
+    modalities = {"b": ["ISB", "127.0.0.1", b_port], "orthanc": ["ORTHC", "127.0.0.1", free_port()]}
     a = ServerProcess(
         tmp_path_factory.mktemp("a"), {"DicomAet": "ISA", "DicomPort": a_port, "DicomModalities": modalities}
     )
@@ -89,14 +45,30 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProc
     b.start()
     a.upload(*FLAIR)
     b.upload(*FLAIR[:2])
-    if orthanc is not None:
-        for path in FLAIR[:2]:
-            assert orthanc.client.post("/instances", content=path.read_bytes()).status_code == 200
-    yield a, b, orthanc
+    yield a, b
     a.stop()
     b.stop()
-    if orthanc is not None:
-        orthanc.stop()
+
+
+@pytest.fixture(scope="module")
+def orthanc(
+    tmp_path_factory: pytest.TempPathFactory, peers: tuple[ServerProcess, ServerProcess]
+) -> Iterator[httpx.Client]:
+    """Debian's Orthanc where A expects it, knowing A as a modality and holding the first two images."""
+    a = peers[0]
+    config = {
+        "Name": "scratch",
+        "DicomAet": "ORTHC",
+        "DicomPort": a.config["DicomModalities"]["orthanc"][2],
+        "DicomModalities": {"a": ["ISA", "127.0.0.1", a.config["DicomPort"]]},
+    }
+    with (
+        reference_orthanc(tmp_path_factory.mktemp("orthanc"), config) as o,
+        httpx.Client(base_url=o.url, timeout=30) as client,
+    ):
+        for path in FLAIR[:2]:
+            assert client.post("/instances", content=path.read_bytes()).status_code == 200
+        yield client
 
 
 def verdict(client: httpx.Client | ServerProcess, transaction_uid: str) -> dict[str, Any]:
@@ -119,8 +91,8 @@ def commit(server: ServerProcess, modality: str, body: Any) -> str:
     return str(answer["ID"])
 
 
-def test_a_peer_reports_what_it_stores(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
-    a, _, _ = peers
+def test_a_peer_reports_what_it_stores(peers: tuple[ServerProcess, ServerProcess]) -> None:
+    a, _ = peers
     transaction = commit(a, "b", {"Resources": [instance_id(p) for p in FLAIR]})
     report = verdict(a, transaction)
     assert report["RemoteAET"] == "ISB"
@@ -134,17 +106,17 @@ def test_a_peer_reports_what_it_stores(peers: tuple[ServerProcess, ServerProcess
     assert a.get(f"/instances/{instance_id(FLAIR[0])}").status_code == 200  # nothing removed
 
 
-def test_dicom_instances_and_a_class_conflict(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
-    a, _, _ = peers
+def test_dicom_instances_and_a_class_conflict(peers: tuple[ServerProcess, ServerProcess]) -> None:
+    a, _ = peers
     body = {"DicomInstances": [{"SOPClassUID": MR, "SOPInstanceUID": uid(FLAIR[0])}, [CT, uid(FLAIR[1])]]}
     report = verdict(a, commit(a, "b", body))
     assert report["Success"] == [{"SOPClassUID": MR, "SOPInstanceUID": uid(FLAIR[0])}]
     assert [(f["SOPClassUID"], f["FailureReason"]) for f in report["Failures"]] == [(CT, CLASS_INSTANCE_CONFLICT)]
 
 
-def test_store_then_commit_then_remove(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
+def test_store_then_commit_then_remove(peers: tuple[ServerProcess, ServerProcess]) -> None:
     """/store with StorageCommitment chains the request; once B committed, A may delete its copy."""
-    a, b, _ = peers
+    a, b = peers
     body = {"Resources": [instance_id(FLAIR[2])], "StorageCommitment": True}
     r = a.post("/modalities/b/store", json=body)
     assert r.status_code == 200, r.text
@@ -160,26 +132,24 @@ def test_store_then_commit_then_remove(peers: tuple[ServerProcess, ServerProcess
     a.upload(FLAIR[2])
 
 
-def test_with_orthanc_both_ways(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
-    a, _, orthanc = peers
-    if orthanc is None:
-        pytest.skip("Debian's orthanc package is not installed")
+def test_with_orthanc_both_ways(peers: tuple[ServerProcess, ServerProcess], orthanc: httpx.Client) -> None:
+    a, _ = peers
     report = verdict(a, commit(a, "orthanc", {"Resources": [instance_id(p) for p in FLAIR]}))
     assert (report["RemoteAET"], report["Status"]) == ("ORTHC", "Failure")
     assert [s["SOPInstanceUID"] for s in report["Success"]] == [uid(p) for p in FLAIR[:2]]
     assert [f["FailureReason"] for f in report["Failures"]] == [NO_SUCH_OBJECT]
     # Orthanc asks A, which answers on an association of its own
     body = {"Resources": [instance_id(p) for p in FLAIR[:2]], "DicomInstances": [[MR, "1.2.3.4"]]}
-    r = orthanc.client.post("/modalities/a/storage-commitment", json=body)
+    r = orthanc.post("/modalities/a/storage-commitment", json=body)
     assert r.status_code == 200, r.text
-    report = verdict(orthanc.client, r.json()["ID"])
+    report = verdict(orthanc, r.json()["ID"])
     assert (report["RemoteAET"], report["Status"]) == ("ISA", "Failure")
     assert [s["SOPInstanceUID"] for s in report["Success"]] == [uid(p) for p in FLAIR[:2]]
     assert [(f["SOPInstanceUID"], f["FailureReason"]) for f in report["Failures"]] == [("1.2.3.4", NO_SUCH_OBJECT)]
 
 
-def test_bad_requests(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
-    a, _, _ = peers
+def test_bad_requests(peers: tuple[ServerProcess, ServerProcess]) -> None:
+    a, _ = peers
     with a.client() as c:
         for body, status in [
             ([instance_id(FLAIR[0])], 400),
@@ -197,9 +167,9 @@ def test_bad_requests(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
         assert c.get("/system").status_code == 200
 
 
-def test_unknown_aets_are_refused(peers: tuple[ServerProcess, ServerProcess, Any]) -> None:
+def test_unknown_aets_are_refused(peers: tuple[ServerProcess, ServerProcess]) -> None:
     """B reports to the requestor's DICOM server, so it answers known modalities only."""
-    _, b, _ = peers
+    _, b = peers
     ae = AE(ae_title="STRANGER")
     ae.add_requested_context(StorageCommitmentPushModel)
     assoc = ae.associate("127.0.0.1", b.config["DicomPort"], ae_title="ISB")

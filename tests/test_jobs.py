@@ -16,7 +16,15 @@ from typing import Any
 import pydicom
 import pytest
 
-from isengard.testing import ServerProcess, SlowStoreScp, assert_orthanc_error, free_port, sample, storage_files
+from isengard.testing import (
+    ServerProcess,
+    SlowStoreScp,
+    assert_orthanc_error,
+    free_port,
+    sample,
+    storage_files,
+    wait_job,
+)
 
 FLAIR = [sample("Brainix", "Flair", f"IM-0001-{i:04d}.dcm") for i in range(1, 23)]
 EPI = sample("Brainix", "Epi", "IM-0001-0001.dcm")
@@ -27,17 +35,6 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 def sop_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-
-
-def wait_job(server: ServerProcess, job_id: str, *states: str, progress: int = 0, timeout: float = 20) -> Any:
-    """The job once in one of ``states`` with at least ``progress`` percent."""
-    deadline = time.monotonic() + timeout
-    while True:
-        job = server.get(f"/jobs/{job_id}").json()
-        if job["State"] in states and job["Progress"] >= progress:
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
 
 
 def store_job(server: ServerProcess, modality: str, resources: list[str], **options: Any) -> str:

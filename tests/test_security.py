@@ -32,6 +32,7 @@ from isengard.testing import (
     free_port,
     require_tool,
     sample,
+    self_signed_certificate,
     storage_files,
 )
 
@@ -225,16 +226,7 @@ def test_refused_upload_stores_nothing_and_accepted_one_records_the_user(secured
 # -- HTTPS ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: (the PEM the server reads, the certificate clients trust)."""
-    require_tool("openssl")
-    folder = tmp_path_factory.mktemp("tls")
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
-    request += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-    subprocess.run(request, check=True, capture_output=True)
-    both = folder / "server.pem"
-    both.write_bytes(cert.read_bytes() + key.read_bytes())  # Orthanc's SslCertificate: certificate and key
-    return both, cert
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_with_a_self_signed_certificate(

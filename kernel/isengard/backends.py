@@ -202,7 +202,9 @@ class StorageArea(Protocol):
     """Where attachment bytes live, addressed only by the uuid the kernel generated and the content type.
 
     Data arrive already compressed when StorageCompression is on; the storage keeps bytes as given.
-    ``create`` must be atomic: after a crash a file is either complete or absent.
+    ``create`` must be atomic: after a crash a file is either complete or absent. A storage may also offer
+    ``async create_from_file(uuid, content_type, path)``, the same from a file, for large files the kernel
+    makes (archives of jobs) without reading them into memory (the filesystem storage does).
     """
 
     async def create(self, uuid: str, content_type: int, data: bytes) -> None: ...

@@ -59,6 +59,7 @@ class ErrorCode(enum.Enum):
         400,
         "Trying to attach a new DICOM instance to an instance (must be a series, study or patient)",
     )
+    CANNOT_EXECUTE_LUA = (2031, 500, "Cannot execute a Lua command")
     CANNOT_ORDER_SLICES = (2040, 500, "Unable to order the slices of the series")
 
     @classmethod

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .context import ServerContext
     from .dicom.parse import ParsedInstance
     from .jobs import JobType
-    from .model import Change, ResourceType
+    from .model import Change, JobRecord, ResourceType
 
 hookspec = pluggy.HookspecMarker("isengard")
 
@@ -171,7 +171,30 @@ def on_stable(context: ServerContext, level: ResourceType, public_id: str) -> Aw
     """
 
 
+@hookspec
+def on_job_state(context: ServerContext, job: JobRecord) -> Awaitable[None] | None:
+    """A job was submitted (state ``Pending``) or finished on this server (``Success`` or ``Failure``).
+
+    Delivered like :func:`on_change`, in order and off the request path; ``job`` is its record
+    (``id``, ``type``, ``state``, ``content``...). Orthanc's Lua ``OnJobSubmitted``/``OnJobSuccess``/
+    ``OnJobFailure`` are built on it.
+    """
+
+
 # -- DICOM network --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def filter_find_query(
+    context: ServerContext, query: Any, model: str, requestor: dict[str, str]
+) -> Awaitable[Any | None] | Any | None:
+    """Rewrite an incoming C-FIND query before it is answered (Orthanc's Lua ``IncomingFindRequestFilter``).
+
+    Called from the event loop for every C-FIND the server accepted, right before :func:`handle_c_find`, with
+    the same arguments. Return a replacement ``pydicom.Dataset`` (a patched copy: some modalities send
+    wildcards or private elements other servers misread), or ``None`` to keep the query. Every implementation is
+    asked with the query as received; the first replacement, in call order, is the one answered.
+    """
 
 
 @hookspec(firstresult=True)

@@ -7,17 +7,15 @@ shown as Orthanc shows them, every field present.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ErrorCode, OrthancError
+from .registry import Registry
 
 if TYPE_CHECKING:
     from .context import ServerContext
 
-INDEX_PROPERTY = "DicomModalities"
 PERMISSIONS = (
     "AllowEcho",
     "AllowEventReport",
@@ -43,9 +41,6 @@ MANUFACTURERS = {
     "SyngoVia": "GenericNoWildcardInDates",
     "AgfaImpax": "GenericNoWildcardInDates",
 }
-
-#: Read-modify-write of the stored definitions, one at a time in this process.
-_write_lock = asyncio.Lock()
 
 
 def _bad_field(kind: str, name: str) -> OrthancError:
@@ -150,52 +145,27 @@ class Modality:
         return self.permissions.get(permission, True)
 
 
-def _from_config(name: str, value: Any) -> Modality:
-    try:
-        return Modality.parse(value)
-    except OrthancError as e:
-        raise OrthancError(e.code, f"bad definition of modality {name!r}: {e.details or e.code.message}") from None
+class Modalities(Registry[Modality]):
+    option = "DicomModalities"
 
-
-class Modalities:
     def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.strict = bool(ctx.config.get("StrictAetComparison", False))
 
-    async def _stored(self) -> dict[str, Any]:
-        raw = await self.ctx.index.get_property(INDEX_PROPERTY)
-        return json.loads(raw) if raw else {"added": {}, "deleted": []}
+    def parse(self, name: str, value: Any, *, stored: bool) -> Modality:
+        try:
+            return Modality.parse(value)
+        except OrthancError as e:
+            details = f"bad definition of modality {name!r}: {e.details or e.code.message}"
+            raise OrthancError(e.code, details) from None
 
-    async def all(self) -> dict[str, Modality]:
-        stored = await self._stored()
-        found = {name: _from_config(name, v) for name, v in self.ctx.config.dict("DicomModalities").items()}
-        for name in stored["deleted"]:
-            found.pop(name, None)
-        found.update({name: _from_config(name, v) for name, v in stored["added"].items()})
-        return dict(sorted(found.items()))
+    def to_stored(self, item: Modality) -> Any:
+        return item.to_json()
 
-    async def get(self, name: str) -> Modality:
-        found = (await self.all()).get(name)
-        if found is None:
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
-        return found
-
-    async def put(self, name: str, modality: Modality) -> None:
-        async with _write_lock:
-            stored = await self._stored()
-            stored["added"][name] = modality.to_json()
-            stored["deleted"] = [n for n in stored["deleted"] if n != name]
-            await self.ctx.index.set_property(INDEX_PROPERTY, json.dumps(stored))
-
-    async def delete(self, name: str) -> None:
-        async with _write_lock:
-            if name not in await self.all():
-                raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}")
-            stored = await self._stored()
-            stored["added"].pop(name, None)
-            if name in self.ctx.config.dict("DicomModalities") and name not in stored["deleted"]:
-                stored["deleted"].append(name)
-            await self.ctx.index.set_property(INDEX_PROPERTY, json.dumps(stored))
+    def unknown(self, name: str, *, deleting: bool) -> OrthancError:
+        if deleting:
+            return OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}")
+        return OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
 
     def same_aet(self, a: str, b: str) -> bool:
         return a.strip() == b.strip() if self.strict else a.strip().upper() == b.strip().upper()

@@ -38,12 +38,18 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "isengard.rest.admin",
     "isengard.rest.modalities",
     "isengard.rest.commitment",
+    "isengard.rest.peers",
     "isengard.rest.queries",
     "isengard.rest.jobs",
+    "isengard.rest.archives",
     "isengard.rest.openapi",
     "isengard.dicom.cfind",
     "isengard.jobs.dicom_store",
     "isengard.jobs.dicom_move",
+    "isengard.rest.modify",
+    "isengard.jobs.modify",
+    "isengard.jobs.archive",
+    "isengard.jobs.peer_store",
 )
 
 

@@ -16,6 +16,7 @@ import uuid as uuidlib
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -79,6 +80,14 @@ def decompress(data: bytes) -> bytes:
     return out
 
 
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def indexed_tags(parsed: ParsedInstance) -> dict[ResourceType, dict[str, str]]:
     """Main tags per level as the index keeps them: the study also keeps the patient's tags as this study
     received them (C-FIND and PatientMainDicomTags answer per study, as in Orthanc)."""
@@ -130,6 +139,20 @@ class Store:
             self._prepare, data, content_type, self.compression if compressed is None else compressed
         )
         await self.context.storage.create(info.uuid, content_type, payload)
+        return info
+
+    async def write_attachment_file(self, path: Path, content_type: int) -> FileInfo:
+        """Store a file the server made (a job's archive) as it is, uncompressed. A storage with the optional
+        ``create_from_file(uuid, content_type, path)`` copies it without holding it in memory; any other gets
+        its bytes through ``create``."""
+        size = (await asyncio.to_thread(path.stat)).st_size
+        md5 = await asyncio.to_thread(_file_md5, path) if self.store_md5 else ""
+        info = FileInfo(str(uuidlib.uuid4()), content_type, size, md5, CompressionType.NONE, size, md5)
+        create_from_file = getattr(self.context.storage, "create_from_file", None)
+        if create_from_file is not None:
+            await create_from_file(info.uuid, content_type, path)
+        else:
+            await self.context.storage.create(info.uuid, content_type, await asyncio.to_thread(path.read_bytes))
         return info
 
     async def read_attachment(self, info: FileInfo) -> bytes:

@@ -11,12 +11,12 @@ The fixtures are registered by the repository's ``conftest.py``; a plugin's own 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -93,6 +93,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    """Wait until something listens on this loopback port (a peer started by a test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def wait_job(client: Any, job_id: str, *states: str, progress: int = 0, timeout: float = 30) -> dict[str, Any]:
+    """The job once in one of ``states`` (by default finished) with at least ``progress`` percent.
+
+    ``client`` is a :class:`ServerProcess` or an ``httpx.Client``: anything whose ``get`` takes a path.
+    """
+    wanted = states or ("Success", "Failure")
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["State"] in wanted and job["Progress"] >= progress:
+            return dict(job)
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made by openssl: (the PEM a server reads, the certificate clients trust)."""
+    require_tool("openssl")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+    request += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(request, check=True, capture_output=True)
+    both = folder / "server.pem"
+    both.write_bytes(cert.read_bytes() + key.read_bytes())  # Orthanc's SslCertificate: certificate and key
+    return both, cert
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, so the server closes its index cleanly; SIGKILL if it is still there after ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ServerProcess:
@@ -181,14 +231,8 @@ class ServerProcess:
         return out
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all, as in a power cut of the process."""
@@ -231,6 +275,67 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server = ServerProcess(tmp_path_factory.mktemp("module-server")).start()
     yield server
     server.discard()
+
+
+class OrthancProcess:
+    """Debian's Orthanc (1.10.1), the reference Isengard is compared with: on free loopback ports, in its own
+    folder, logging to ``folder/orthanc.log``. Start it with :func:`reference_orthanc`, which also stops it."""
+
+    def __init__(self, executable: str, folder: Path, config: dict[str, Any] | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        database = str(folder / "db")
+        self.config: dict[str, Any] = {
+            "StorageDirectory": database,
+            "IndexDirectory": database,
+            "RemoteAccessAllowed": False,
+            **(config or {}),
+        }
+        self.config.setdefault("HttpPort", free_port())
+        self.config.setdefault("DicomPort", free_port())
+        self.http_port, self.dicom_port = int(self.config["HttpPort"]), int(self.config["DicomPort"])
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        (folder / "config.json").write_text(json.dumps(self.config, indent=2))
+        self.log_path = folder / "orthanc.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [executable, str(folder / "config.json")]
+        self.process = subprocess.Popen(command, cwd=folder, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_until_up(self, timeout: float = 30.0) -> None:
+        """Until /system answers: any status below 500 counts, since a server that wants credentials says 401."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            try:
+                if httpx.get(self.url + "/system", timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Orthanc did not answer in {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"Orthanc exited with {self.process.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, size: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-size:]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_process(self.process, timeout)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def reference_orthanc(folder: Path, config: dict[str, Any] | None = None, *, why: str = "") -> Iterator[OrthancProcess]:
+    """Debian's Orthanc with ``config`` over the defaults, up and answering, and stopped afterwards.
+
+    Missing, the test is skipped locally and fails in CI (:func:`require_tool`).
+    """
+    orthanc = OrthancProcess(require_tool("Orthanc", why), folder, config)
+    try:
+        orthanc.wait_until_up()
+        yield orthanc
+    finally:
+        orthanc.stop()
 
 
 def dicom_variant(path: Path, **values: Any) -> bytes:

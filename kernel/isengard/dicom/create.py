@@ -110,7 +110,7 @@ def _out_of_range(tag: int, value: Any) -> OrthancError:
     return bad_file(f'While creating a DICOM instance, tag ({format_tag(tag)}) has out-of-range value: "{value}"')
 
 
-def _element(tag: int, value: Any, request: CreationRequest) -> DataElement:
+def new_element(tag: int, value: Any, request: CreationRequest) -> DataElement:
     """One element from its JSON value: a string (binary tags may be data URIs), null, or a list of objects."""
     vr = _vr(tag)
     if vr == "SQ":
@@ -121,7 +121,7 @@ def _element(tag: int, value: Any, request: CreationRequest) -> DataElement:
             child = Dataset()
             for name, child_value in item.items():
                 child_tag = resolve_tag(name)
-                child[child_tag] = _element(child_tag, child_value, request)
+                child[child_tag] = new_element(child_tag, child_value, request)
             items.append(child)
         return DataElement(tag, "SQ", Sequence(items))
     if value is None:
@@ -182,7 +182,7 @@ def new_dataset(request: CreationRequest, *, series: tuple[str, str, str] | None
     ds.SOPInstanceUID = generate_uid()
     for keyword, value in request.inherited.items():
         tag = parse_tag(keyword)
-        ds[tag] = _element(tag, value, request)
+        ds[tag] = new_element(tag, value, request)
     date, time = _now_dicom()
     stamps = ["Acquisition", "Content", "InstanceCreation"]
     if request.parent_level in (None, ResourceType.PATIENT, ResourceType.STUDY):
@@ -207,11 +207,11 @@ def inject_tags(ds: Dataset, tags: dict[str, Any], request: CreationRequest) -> 
             raise OrthancError(ErrorCode.CREATE_DICOM_USE_CONTENT)
         if not request.force and keyword not in OVERRIDABLE and tag in ds:
             raise OrthancError(ErrorCode.CREATE_DICOM_OVERRIDE_TAG, keyword)
-        ds[tag] = _element(tag, value, request)
-        _reserve_private_block(ds, tag, request.private_creator)
+        ds[tag] = new_element(tag, value, request)
+        reserve_private_block(ds, tag, request.private_creator)
 
 
-def _reserve_private_block(ds: Dataset, tag: int, creator: str) -> None:
+def reserve_private_block(ds: Dataset, tag: int, creator: str) -> None:
     """A private element needs its creator (gggg,00xx): added from PrivateCreator when the tags lack it."""
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2 == 0 or element < 0x1000 or not creator:
@@ -280,10 +280,11 @@ def embed_pdf(ds: Dataset, data: bytes) -> None:
 
 
 def encode(ds: Dataset) -> bytes:
-    """The instance as a DICOM file in Explicit VR Little Endian."""
+    """The dataset as a DICOM file in Explicit VR Little Endian (also a worklist, which has no SOP UIDs: its meta
+    header then names no SOP class and a UID of its own, as dcmtk's ``dump2dcm`` writes them)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or UNSPECIFIED_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     out = io.BytesIO()
@@ -292,7 +293,7 @@ def encode(ds: Dataset) -> bytes:
         try:
             ds.save_as(out, enforce_file_format=True)
         except (ValueError, TypeError, OverflowError, struct.error, OSError) as e:
-            raise bad_file(f"Cannot write the new DICOM instance: {e}") from None
+            raise bad_file(f"Cannot write the DICOM file: {e}") from None
     return out.getvalue()
 
 

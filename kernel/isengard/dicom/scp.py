@@ -320,6 +320,12 @@ class DicomServer:
             yield CANCEL, None
 
     async def _find(self, query: Dataset, model: str, requestor: dict[str, str]) -> list[Dataset] | None:
+        filters = self.ctx.pm.hook.filter_find_query(context=self.ctx, query=query, model=model, requestor=requestor)
+        for answer in filters:
+            replacement = await resolve(answer)
+            if replacement is not None:
+                query = replacement
+                break
         result = self.ctx.pm.hook.handle_c_find(context=self.ctx, query=query, model=model, requestor=requestor)
         return await resolve(result)
 

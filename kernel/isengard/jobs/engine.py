@@ -146,6 +146,7 @@ class JobEngine:
         job = JobRecord(str(uuid.uuid4()), job_type, parameters, content, priority)
         await self.context.index.add_job(job)
         self._wake.set()
+        self.context.events.publish("on_job_state", context=self.context, job=job)
         return job.id
 
     async def get(self, job_id: str) -> JobRecord:
@@ -286,6 +287,7 @@ class JobEngine:
         finally:
             del self._runs[job.id]
         if run.record.state in FINISHED:
+            self.context.events.publish("on_job_state", context=self.context, job=run.record)
             await self._trim_history()
 
     async def _execute(self, run: JobRun) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import JobOutput, JobRecord, JobState
@@ -126,9 +127,17 @@ class JobRun:
             if current.request:
                 raise JobInterrupted(current.request)
 
-    async def add_output(self, key: str, data: bytes, mime_type: str, filename: str = "") -> None:
-        """Keep a file the job produced, served by /jobs/{id}/{key} until the job leaves the history."""
-        info = await self.context.store.write_attachment(data, OUTPUT_CONTENT_TYPE, compressed=False)
+    async def add_output(self, key: str, data: bytes | Path, mime_type: str, filename: str = "") -> None:
+        """Keep a file the job produced, served by /jobs/{id}/{key} until the job leaves the history.
+
+        ``data`` is the content, or a file the job wrote (a large archive): it is then copied to the storage
+        without being read into memory, where the storage allows it (:meth:`Store.write_attachment_file`).
+        """
+        store = self.context.store
+        if isinstance(data, Path):
+            info = await store.write_attachment_file(data, OUTPUT_CONTENT_TYPE)
+        else:
+            info = await store.write_attachment(data, OUTPUT_CONTENT_TYPE, compressed=False)
         replaced = self.record.outputs.get(key)
         self.record.outputs[key] = JobOutput(info, mime_type, filename)
         await self.save()

@@ -58,6 +58,12 @@ def _basic_user(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+#: ASGI scope key of an in-process request a plugin makes through the app (Lua's RestApiGet...): only code in
+#: the process can set it, and such a request skips the HTTP gate (remote access, credentials) as Orthanc's
+#: internal calls do; the ``authorize`` hook still sees it.
+INTERNAL_SCOPE_KEY = "isengard.internal"
+
+
 def create_app(ctx: ServerContext) -> Quart:
     app = Quart("isengard")
     config = ctx.config
@@ -82,11 +88,12 @@ def create_app(ctx: ServerContext) -> Quart:
     @app.before_request
     async def gate() -> Response | None:
         remote = request.remote_addr
-        if not remote_allowed and not _is_loopback(remote):
+        internal = bool(request.scope.get(INTERNAL_SCOPE_KEY))
+        if not internal and not remote_allowed and not _is_loopback(remote):
             # Orthanc answers a remote client 401 (not 403) when RemoteAccessAllowed is false
             return unauthorized("Remote access is not allowed (RemoteAccessAllowed)")
         user = None
-        if require_auth:
+        if require_auth and not internal:
             credentials = _basic_user(request.headers.get("Authorization"))
             expected = users.get(credentials[0]) if credentials else None
             if (

@@ -1,7 +1,9 @@
 """POST /instances: one DICOM file, several in a multipart body, or a ZIP of files.
 
 Every file is parsed and validated before anything is written, and each is stored or refused on its own: a bad
-file in a ZIP never blocks its neighbours, and nothing of a refused file reaches the storage.
+file in a ZIP never blocks its neighbours, and nothing of a refused file reaches the storage. A body sent with
+``Content-Encoding: gzip`` (or ``deflate``), as Orthanc peers send with "Compress", is inflated first, up to the
+size a plain body may have.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from quart import Blueprint, Quart, Response, request
+from quart import Blueprint, Quart, Response, current_app, request
 
 from .. import hookimpl
 from ..context import ServerContext
@@ -34,6 +37,34 @@ def looks_like_zip(data: bytes) -> bool:
 def looks_like_dicom(data: bytes) -> bool:
     """DICM magic after the preamble, or the start of a bare dataset (group 0002 or 0008, little endian)."""
     return data[128:132] == b"DICM" or data[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip or deflate (zlib) body, inflated to at most ``limit`` bytes: a "gzip bomb" is cut short, never
+    inflated whole. Refusals are the client's fault (4xx)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot inflate the {encoding} body: {e}") from None
+    if len(out) > limit:
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST, f"The inflated body exceeds the upload limit ({limit} bytes)", http_status=413
+        )
+    if not inflater.eof:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Truncated {encoding} body")
+    return out
+
+
+async def request_body() -> bytes:
+    """The body as the client meant it: inflated when it came with a Content-Encoding."""
+    data = await request.get_data()
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "deflate"):
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Unsupported Content-Encoding: {encoding}", http_status=415)
+    return await asyncio.to_thread(inflate, data, encoding, int(current_app.config["MAX_CONTENT_LENGTH"]))
 
 
 def zip_members(data: bytes, limit: int) -> Iterator[tuple[str, bytes | None, str | None]]:
@@ -101,9 +132,13 @@ async def upload() -> Response:
     ctx = context()
     content_type = request.headers.get("Content-Type", "").lower()
     if content_type.startswith("multipart/form-data"):
+        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            raise OrthancError(
+                ErrorCode.BAD_REQUEST, "A multipart body cannot have a Content-Encoding", http_status=415
+            )
         files = await multipart_files()
         return answer(await _ingest_many([(f"part{i}", d, None) for i, d in enumerate(files)]))
-    data = await request.get_data()
+    data = await request_body()
     if not data:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
     if looks_like_zip(data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,6 +38,20 @@ class FilesystemStorage:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(temp, target)
+
+    def _copy_in(self, uuid: str, source: Path) -> None:
+        """A file made elsewhere (a job's archive) copied in, by the kernel (no user data in memory)."""
+        target = self.path(uuid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(target.name + _TEMP_SUFFIX)
+        shutil.copyfile(source, temp)
+        if self.sync:
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(temp, target)
 
     def _read_range(self, uuid: str, start: int, end: int) -> bytes:
@@ -79,6 +94,10 @@ class FilesystemStorage:
     # -- the StorageArea contract ----------------------------------------------------------------------------
     async def create(self, uuid: str, content_type: int, data: bytes) -> None:
         await asyncio.to_thread(self._write, uuid, data)
+
+    async def create_from_file(self, uuid: str, content_type: int, source: Path) -> None:
+        """Optional part of the contract: ``create`` from a file, without reading it into memory."""
+        await asyncio.to_thread(self._copy_in, uuid, source)
 
     async def read(self, uuid: str, content_type: int) -> bytes:
         return await asyncio.to_thread(self.path(uuid).read_bytes)

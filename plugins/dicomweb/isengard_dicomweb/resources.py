@@ -1,0 +1,51 @@
+"""From the UIDs of a DICOMweb path to the resources of the index, and back to URLs.
+
+DICOMweb names resources by their UIDs, the index by Orthanc's public ids (hashes that include the PatientID), so
+every path is a find on the identifier tags. One StudyInstanceUID may belong to two patients in the index (a
+collision Orthanc keeps apart); a path then names both, as a C-MOVE on that UID would.
+"""
+
+from __future__ import annotations
+
+from isengard.context import ServerContext
+from isengard.dicom.tags import IDENTIFIER_TAGS
+from isengard.errors import ErrorCode, OrthancError
+from isengard.model import Resource, ResourceType
+from isengard.query import ConstraintKind, FindQuery, TagConstraint
+
+#: The levels DICOMweb paths name, from the top.
+PATH_LEVELS = (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE)
+
+
+def uid_constraint(level: ResourceType, uid: str) -> TagConstraint:
+    return TagConstraint(IDENTIFIER_TAGS[level], level, ConstraintKind.EQUAL, (uid,), case_sensitive=True)
+
+
+async def resolve(ctx: ServerContext, *uids: str | None) -> tuple[ResourceType, list[Resource]]:
+    """The resources a path names: ``(study, series, instance)`` UIDs, the trailing ones possibly ``None``.
+
+    A series or instance UID alone (WADO-URI names instances that way too) is also accepted. Raises the 404 of
+    PS3.18 8.7.7 when nothing matches.
+    """
+    constraints = [uid_constraint(level, uid) for level, uid in zip(PATH_LEVELS, uids, strict=False) if uid]
+    if not constraints:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "No UID is given")
+    level = max(c.level for c in constraints)
+    ids = await ctx.index.find(FindQuery(level, constraints))
+    if not ids:
+        named = "/".join(uid for uid in uids if uid)
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Unknown {level.label.lower()}: {named}")
+    return level, await ctx.index.get_resources(level, ids)
+
+
+async def instances_of(ctx: ServerContext, level: ResourceType, resources: list[Resource]) -> list[str]:
+    """The instances below the resources, in the index's order (series by series, instances as stored)."""
+    out: list[str] = []
+    for res in resources:
+        out += [res.public_id] if level is ResourceType.INSTANCE else await ctx.index.instances_of(level, res.public_id)
+    return out
+
+
+def resource_path(uids: dict[ResourceType, str], level: ResourceType) -> str:
+    """ "studies/1.2/series/3.4" for the series level: what RetrieveURL and BulkDataURI append to Root."""
+    return "/".join(f"{lvl.plural}/{uids.get(lvl, '')}" for lvl in PATH_LEVELS if lvl <= level)

@@ -1,0 +1,179 @@
+"""WADO-RS retrieval of DICOM files and metadata (PS3.18 10.4): studies, series and instances.
+
+- Instances come as multipart/related; type="application/dicom", streamed one instance at a time. Without a
+  ``transfer-syntax`` in the Accept header they are converted to Explicit VR Little Endian, the default of
+  PS3.18 8.7.3.5.2 (as Orthanc's plugin does); ``transfer-syntax=*`` sends the files as stored. A file no codec
+  can convert goes as stored, its part's Content-Type telling its syntax.
+- ``/metadata`` is the DICOM JSON of the headers (never the pixel data): binary elements are BulkDataURIs that
+  ``/bulk`` (pictures.py) answers. ``StudiesMetadata``/``SeriesMetadata`` "MainDicomTags" answer from the index
+  alone, the study's, series' and instance's main tags of each instance.
+- The Accept header is matched as PS3.18 8.7.7 says: nothing acceptable is a 406 (Orthanc's plugin says 400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydicom.uid import ExplicitVRLittleEndian
+from quart import Blueprint, Response, request
+
+from isengard.context import ServerContext
+from isengard.dicom.parse import PIXEL_DATA
+from isengard.dicom.tags import IDENTIFIER_TAGS, parse_tag, vr_of
+from isengard.dicom.transcode import lossy_quality, parse_syntax, transcode
+from isengard.errors import OrthancError
+from isengard.lookup import FILE_CHECKS_AT_ONCE
+from isengard.model import MetadataType, Resource, ResourceType
+from isengard.rest.common import context
+
+from .dicom_json import MEDIA_TYPE, check_json_accept, dataset_json, tag_key, text_element
+from .multipart import accepted_part, content_type, new_boundary, not_acceptable, stream_parts
+from .resources import instances_of, resolve, resource_path
+from .settings import public_root, settings
+
+log = logging.getLogger("isengard.dicomweb")
+bp = Blueprint("dicomweb_wado", __name__)
+
+DICOM = "application/dicom"
+
+
+def requested_syntax(accept: str | None) -> str | None:
+    """The transfer syntax an Accept header asks application/dicom parts in (``None``: as stored)."""
+    media = accepted_part(accept, DICOM)
+    syntax = media.params.get("transfer-syntax", ExplicitVRLittleEndian) if media else ExplicitVRLittleEndian
+    if syntax == "*":
+        return None
+    try:
+        return parse_syntax(syntax)
+    except OrthancError:
+        raise not_acceptable(accept, f'multipart/related; type="{DICOM}"') from None
+
+
+async def _dicom_part(ctx: ServerContext, instance: str, syntax: str | None) -> tuple[bytes, dict[str, str]]:
+    data = await ctx.store.read_dicom(instance)
+    stored = (await ctx.index.get_metadata(ResourceType.INSTANCE, instance)).get(MetadataType.TRANSFER_SYNTAX)
+    actual = stored[0] if stored else None
+    if syntax is not None and syntax != actual:
+        try:
+            data = await asyncio.to_thread(transcode, data, syntax, quality=lossy_quality(ctx.config))
+            actual = syntax
+        except OrthancError as error:
+            log.warning("instance %s sent as stored: %s", instance, error.details or error.code.message)
+    headers = {"Content-Type": f"{DICOM}; transfer-syntax={actual}" if actual else DICOM}
+    return data, headers
+
+
+async def _dicom_parts(
+    ctx: ServerContext, instances: list[str], syntax: str | None
+) -> AsyncIterator[tuple[bytes, dict[str, str]]]:
+    for instance in instances:
+        yield await _dicom_part(ctx, instance, syntax)
+
+
+async def retrieve(*uids: str | None) -> Response:
+    ctx = context()
+    syntax = requested_syntax(request.headers.get("Accept"))
+    level, resources = await resolve(ctx, *uids)
+    instances = await instances_of(ctx, level, resources)
+    boundary = new_boundary()
+    body = stream_parts(_dicom_parts(ctx, instances, syntax), boundary)
+    return Response(body, content_type=content_type(boundary, DICOM))
+
+
+@bp.get("/studies/<study>")
+async def retrieve_study(study: str) -> Response:
+    """WADO-RS: every instance of a study, as multipart/related application/dicom."""
+    return await retrieve(study)
+
+
+@bp.get("/studies/<study>/series/<series>")
+async def retrieve_series(study: str, series: str) -> Response:
+    """WADO-RS: every instance of a series, as multipart/related application/dicom."""
+    return await retrieve(study, series)
+
+
+@bp.get("/studies/<study>/series/<series>/instances/<instance>")
+async def retrieve_instance(study: str, series: str, instance: str) -> Response:
+    """WADO-RS: one instance, as multipart/related application/dicom."""
+    return await retrieve(study, series, instance)
+
+
+# -- metadata ---------------------------------------------------------------------------------------------------
+
+
+async def instance_metadata(ctx: ServerContext, instance: Resource, root: str) -> dict[str, Any]:
+    """The header of one instance in the DICOM JSON model, pixel data as a BulkDataURI."""
+    ds, has_pixels = await ctx.store.read_header(instance.public_id)
+    uids = {lvl: str(ds.get(IDENTIFIER_TAGS[lvl], "")) for lvl in ResourceType if lvl >= ResourceType.STUDY}
+    base = f"{root}{resource_path(uids, ResourceType.INSTANCE)}/bulk/"
+    # pydicom's conversions are CPU work: a few milliseconds per header, kept off the event loop
+    out = await asyncio.to_thread(dataset_json, ds, lambda path: base + path.lower())
+    if has_pixels:
+        vr = instance.metadata.get(MetadataType.PIXEL_DATA_VR) or "OW"
+        out[tag_key(PIXEL_DATA)] = {"vr": vr, "BulkDataURI": f"{base}{PIXEL_DATA:08x}"}
+    return out
+
+
+async def _main_tags_metadata(ctx: ServerContext, instance: Resource) -> dict[str, Any]:
+    """The index's view of an instance: the main tags of the instance, its series and its study."""
+    tags: dict[str, str] = {}
+    current: Resource | None = instance
+    while current is not None and current.level >= ResourceType.STUDY:
+        tags = {**current.main_tags, **tags}
+        parent_level = current.level.parent
+        parents = (
+            await ctx.index.get_resources(parent_level, [current.parent]) if parent_level and current.parent else []
+        )
+        current = parents[0] if parents else None
+    out = {}
+    for keyword, text in tags.items():
+        tag = parse_tag(keyword)
+        out[tag_key(tag)] = text_element(tag, vr_of(keyword).split(" or ")[0], text)
+    return dict(sorted(out.items()))
+
+
+async def _metadata_items(ctx: ServerContext, instances: list[Resource], full: bool, root: str) -> AsyncIterator[bytes]:
+    yield b"["
+    for start in range(0, len(instances), FILE_CHECKS_AT_ONCE):
+        batch = instances[start : start + FILE_CHECKS_AT_ONCE]
+        if full:
+            items = await asyncio.gather(*(instance_metadata(ctx, i, root) for i in batch))
+        else:
+            items = await asyncio.gather(*(_main_tags_metadata(ctx, i) for i in batch))
+        text = ",".join(json.dumps(item, ensure_ascii=False) for item in items)
+        yield (("," if start else "") + text).encode("utf-8")
+    yield b"]"
+
+
+async def metadata(*uids: str | None) -> Response:
+    ctx = context()
+    check_json_accept()
+    level, resources = await resolve(ctx, *uids)
+    ids = await instances_of(ctx, level, resources)
+    instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
+    current = settings()
+    mode = {ResourceType.STUDY: current.studies_metadata, ResourceType.SERIES: current.series_metadata}.get(level)
+    body = _metadata_items(ctx, instances, mode != "MainDicomTags", public_root())
+    return Response(body, content_type=MEDIA_TYPE)
+
+
+@bp.get("/studies/<study>/metadata")
+async def study_metadata(study: str) -> Response:
+    """WADO-RS: the DICOM JSON metadata of every instance of a study."""
+    return await metadata(study)
+
+
+@bp.get("/studies/<study>/series/<series>/metadata")
+async def series_metadata(study: str, series: str) -> Response:
+    """WADO-RS: the DICOM JSON metadata of every instance of a series."""
+    return await metadata(study, series)
+
+
+@bp.get("/studies/<study>/series/<series>/instances/<instance>/metadata")
+async def instance_metadata_route(study: str, series: str, instance: str) -> Response:
+    """WADO-RS: the DICOM JSON metadata of an instance."""
+    return await metadata(study, series, instance)

@@ -1,0 +1,60 @@
+// The only way the interface talks to the server: Orthanc's public REST API, on this origin.
+// The browser adds the HTTP Basic credentials it prompted for, so no code here handles passwords.
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const details = body && (body.Details || body.Message);
+    super(details ? `${status}: ${details}` : `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function request(method, path, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const text = await response.text();
+  let data = text;
+  if ((response.headers.get("Content-Type") || "").includes("json") && text) {
+    data = JSON.parse(text);
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, typeof data === "object" ? data : null);
+  }
+  return data;
+}
+
+export const api = {
+  get: (path) => request("GET", path),
+  post: (path, body) => request("POST", path, body),
+  put: (path, body) => request("PUT", path, body),
+  delete: (path) => request("DELETE", path),
+};
+
+// POST /instances with upload progress, which fetch() cannot report: XMLHttpRequest can.
+// Resolves with Orthanc's answer (a list of results for a ZIP, one result for a DICOM file).
+export function uploadFile(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/instances");
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded);
+    });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, body));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, null)));
+    xhr.send(file);
+  });
+}
