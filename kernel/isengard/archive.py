@@ -248,6 +248,9 @@ class ZipStream:
     def open(self, name: str, size: int) -> bytes:
         info = zipfile.ZipInfo(name, date_time=self._date)
         info.compress_type = zipfile.ZIP_DEFLATED
+        # ZipFile.open() takes the level from the ZipInfo given, not from the ZipFile (default 6 otherwise);
+        # ``_compresslevel`` is the name Python 3.11 and 3.12 read, and 3.13 still accepts.
+        info._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]
         info.file_size = size  # decides whether the entry needs zip64 sizes
         self._file = self._zip.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT)
         return self._sink.take()
