@@ -89,9 +89,17 @@ async def _computed(ctx: ServerContext, res: Resource, keyword: str) -> str:
 
 
 async def requested_tags(
-    ctx: ServerContext, res: Resource, keywords: Sequence[str], fmt: JsonFormat = JsonFormat.SIMPLIFY
+    ctx: ServerContext,
+    res: Resource,
+    keywords: Sequence[str],
+    fmt: JsonFormat = JsonFormat.SIMPLIFY,
+    known: Mapping[str, Resource] | None = None,
 ) -> dict[str, Any]:
-    """Values of ``keywords`` (keywords, or "gggg,eeee" for private tags) for one resource, in format ``fmt``."""
+    """Values of ``keywords`` (keywords, or "gggg,eeee" for private tags) for one resource, in format ``fmt``.
+
+    ``known`` holds ancestors already read (:func:`ancestors_of`), so that answering many resources of one level
+    does not ask the index for the same patient, study or series again and again.
+    """
     found: dict[str, Entry] = {}
     missing: list[str] = []
     ancestors: list[Resource] | None = None
@@ -106,7 +114,7 @@ async def requested_tags(
             continue
         tag_level = ctx.main_tags.level_of(keyword)
         if tag_level is not None and tag_level < res.level:
-            ancestors = ancestors if ancestors is not None else await _ancestors(ctx, res)
+            ancestors = ancestors if ancestors is not None else await _ancestors(ctx, res, known or {})
             value = next((a.main_tags[keyword] for a in ancestors if keyword in a.main_tags), None)
             if value is not None:
                 found[keyword] = ("String", value)
@@ -117,26 +125,40 @@ async def requested_tags(
     return _formatted({k: found[k] for k in keywords if k in found}, fmt)
 
 
-async def _ancestors(ctx: ServerContext, res: Resource) -> list[Resource]:
+async def _ancestors(ctx: ServerContext, res: Resource, known: Mapping[str, Resource]) -> list[Resource]:
     found: list[Resource] = []
     current = res
     while current.parent is not None and current.level.parent is not None:
-        parents = await ctx.index.get_resources(current.level.parent, [current.parent])
-        if not parents:
-            break
-        current = parents[0]
+        parent = known.get(current.parent)
+        if parent is None:
+            parents = await ctx.index.get_resources(current.level.parent, [current.parent])
+            if not parents:
+                break
+            parent = parents[0]
+        current = parent
         found.append(current)
     return found
 
 
+async def ancestors_of(ctx: ServerContext, resources: Sequence[Resource]) -> dict[str, Resource]:
+    """Every ancestor of ``resources`` by id, read level by level in one index call each."""
+    found: dict[str, Resource] = {}
+    wanted = list(resources)
+    while wanted and wanted[0].level.parent is not None:
+        ids = list(dict.fromkeys(r.parent for r in wanted if r.parent is not None and r.parent not in found))
+        wanted = await ctx.index.get_resources(wanted[0].level.parent, ids) if ids else []
+        found.update((r.public_id, r) for r in wanted)
+    return found
+
+
 async def _from_file(ctx: ServerContext, res: Resource, names: list[str], fmt: JsonFormat) -> dict[str, Entry]:
-    instance = res.public_id
+    instance, known = res.public_id, res
     if res.level is not ResourceType.INSTANCE:
         instances = await ctx.index.instances_of(res.level, res.public_id)
         if not instances:
             return {}
-        instance = instances[0]
-    ds, _ = await ctx.store.read_header(instance)
+        instance, known = instances[0], None
+    ds, _ = await ctx.store.read_header(instance, known)
     return {name: entry for name in names if (entry := header_entry(ds, name, fmt)) is not None}
 
 

@@ -32,6 +32,7 @@ from .model import (
     FileInfo,
     InstanceRecord,
     MetadataType,
+    Resource,
     ResourceType,
     now_iso,
 )
@@ -306,29 +307,38 @@ class Store:
     async def read_dicom(self, instance_id: str) -> bytes:
         return await self.read_attachment(await self.dicom_attachment(instance_id))
 
-    async def read_header(self, instance_id: str) -> tuple[Dataset, bool]:
+    async def read_header(self, instance_id: str, known: Resource | None = None) -> tuple[Dataset, bool]:
         """The dataset without pixel data, reading only the bytes before the pixels when the file allows it.
 
+        ``known`` is the instance as the caller already read it from the index: with a file stored uncompressed,
+        it spares the two index queries (attachments, pixel data offset) that answering many instances repeats.
         Returns (dataset, has_pixel_data).
         """
-        attachments = await self._attachments(ResourceType.INSTANCE, instance_id)
-        info = attachments.get(FileContentType.DICOM)
-        if info is None:
-            raise OrthancError(ErrorCode.INEXISTENT_FILE, f"instance {instance_id} has no DICOM file")
-        header = attachments.get(FileContentType.DICOM_UNTIL_PIXEL_DATA)
-        offset = None
-        if header is not None:  # stored compressed: the header was kept apart, small to inflate
-            data = await self.read_attachment(header)
-            offset = str(len(data))
-        elif info.compression is CompressionType.NONE:
-            resources = await self.context.index.get_resources(ResourceType.INSTANCE, [instance_id])
-            offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
-            end = int(offset) if offset else info.uncompressed_size
-            data = await self.context.storage.read_range(info.uuid, info.content_type, 0, end)
+        if known is not None and known.attachment is not None and known.attachment.compression is CompressionType.NONE:
+            offset = known.metadata.get(MetadataType.PIXEL_DATA_OFFSET)
+            data = await self._until_pixels(known.attachment, offset)
         else:
-            data = await self.read_attachment(info)
+            attachments = await self._attachments(ResourceType.INSTANCE, instance_id)
+            info = attachments.get(FileContentType.DICOM)
+            if info is None:
+                raise OrthancError(ErrorCode.INEXISTENT_FILE, f"instance {instance_id} has no DICOM file")
+            header = attachments.get(FileContentType.DICOM_UNTIL_PIXEL_DATA)
+            offset = None
+            if header is not None:  # stored compressed: the header was kept apart, small to inflate
+                data = await self.read_attachment(header)
+                offset = str(len(data))
+            elif info.compression is CompressionType.NONE:
+                resources = await self.context.index.get_resources(ResourceType.INSTANCE, [instance_id])
+                offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
+                data = await self._until_pixels(info, offset)
+            else:
+                data = await self.read_attachment(info)
         ds, pixel_offset = await asyncio.to_thread(read_header, data, default_encoding=self.default_encoding)
         return ds, bool(offset) or pixel_offset is not None
+
+    async def _until_pixels(self, info: FileInfo, offset: str | None) -> bytes:
+        end = int(offset) if offset else info.uncompressed_size
+        return await self.context.storage.read_range(info.uuid, info.content_type, 0, end)
 
     async def reindex(self, instance_id: str, data: bytes) -> None:
         """Index an instance's tags again from its file, for every level (after ExtraMainDicomTags changed)."""

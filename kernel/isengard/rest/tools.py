@@ -31,7 +31,7 @@ from ..errors import ErrorCode, OrthancError
 from ..lookup import find_resources
 from ..model import ResourceType
 from ..query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint, has_wildcard
-from ..requested import format_tags, requested_tags
+from ..requested import ancestors_of, format_tags, requested_tags
 from .common import answer, context, json_body
 from .modules import MODULES
 from .serialize import resource_json
@@ -172,7 +172,8 @@ async def expand_resources(ctx: ServerContext, level: ResourceType, ids: list[st
     """Full objects for the matches, with their RequestedTags, tags in the format the body asked for."""
     resources = await ctx.index.get_resources(level, ids)
     if find.requested:
-        tags = await asyncio.gather(*(requested_tags(ctx, r, find.requested, find.fmt) for r in resources))
+        known = await ancestors_of(ctx, resources)
+        tags = await asyncio.gather(*(requested_tags(ctx, r, find.requested, find.fmt, known) for r in resources))
     else:
         tags = [None] * len(resources)
     out = []

@@ -23,6 +23,7 @@ of /tools/find and C-FIND. Specific to QIDO:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
@@ -34,7 +35,7 @@ from isengard.dicom.tags import IDENTIFIER_TAGS, parse_tag
 from isengard.errors import ErrorCode, OrthancError
 from isengard.lookup import FILE_CHECKS_AT_ONCE
 from isengard.model import MetadataType, Resource, ResourceType
-from isengard.requested import COMPUTED_TAGS, requested_tags
+from isengard.requested import COMPUTED_TAGS, ancestors_of, requested_tags
 from isengard.rest.common import context
 from isengard.rest.tools import parse_find, run_find, tag_name
 
@@ -195,20 +196,22 @@ def _from_index(ctx: ServerContext, keyword: str, level: ResourceType) -> bool:
 
 
 async def _header(ctx: ServerContext, res: Resource) -> Dataset:
-    instance = res.public_id
-    if res.level is not ResourceType.INSTANCE:
-        instance = (await ctx.index.instances_of(res.level, res.public_id))[0]
-    ds, _ = await ctx.store.read_header(instance)
+    if res.level is ResourceType.INSTANCE:
+        ds, _ = await ctx.store.read_header(res.public_id, res)
+    else:
+        ds, _ = await ctx.store.read_header((await ctx.index.instances_of(res.level, res.public_id))[0])
     return ds
 
 
-async def answer_resource(ctx: ServerContext, res: Resource, qido: QidoRequest, root: str) -> dict[str, Any]:
+async def answer_resource(
+    ctx: ServerContext, res: Resource, qido: QidoRequest, root: str, known: Mapping[str, Resource]
+) -> dict[str, Any]:
     """One match in the DICOM JSON model: index values first, one instance's header for the rest."""
     level = res.level
     identifiers = [IDENTIFIER_TAGS[lvl] for lvl in (ResourceType.STUDY, ResourceType.SERIES, level) if lvl <= level]
     wanted = [k for k in qido.keys if k not in ("SpecificCharacterSet", "RetrieveURL")]
     in_index = [k for k in dict.fromkeys([*identifiers, *wanted]) if _from_index(ctx, k, level)]
-    values = await requested_tags(ctx, res, in_index)
+    values = await requested_tags(ctx, res, in_index, known=known)
     out: dict[str, Any] = {}
     # an instance's SOP class is in the index's metadata, not among the main tags
     from_metadata = level is ResourceType.INSTANCE and "SOPClassUID" in wanted
@@ -237,11 +240,12 @@ async def search(level: ResourceType, path_uids: dict[ResourceType, str]) -> Res
     find = parse_find(ctx, qido.find_body(settings().qido_case_sensitive))
     ids = await run_find(ctx, find)
     resources = await ctx.index.get_resources(level, ids)
+    known = await ancestors_of(ctx, resources)
     root = public_root()
     answers: list[dict[str, Any]] = []
     for start in range(0, len(resources), FILE_CHECKS_AT_ONCE):
         batch = resources[start : start + FILE_CHECKS_AT_ONCE]
-        answers += await asyncio.gather(*(answer_resource(ctx, r, qido, root) for r in batch))
+        answers += await asyncio.gather(*(answer_resource(ctx, r, qido, root, known) for r in batch))
     return json_answer(answers)
 
 
