@@ -109,6 +109,13 @@ def test_an_instance_from_tags_only(client):
     assert other["ParentPatient"] != answer["ParentPatient"]
 
 
+def test_empty_numbers_are_empty_values(client):
+    """A number tag given as "" is present and empty (type 2), not an error."""
+    answer = create(client, {"Tags": {"PatientName": "Create^Empty", "PatientWeight": "", "NumberOfFrames": ""}})
+    ds = stored(client, answer["ID"])
+    assert ds["PatientWeight"].value is None and ds["NumberOfFrames"].value is None
+
+
 @pytest.mark.parametrize(
     ("content", "expected", "photometric"),
     [

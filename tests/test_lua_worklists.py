@@ -16,9 +16,10 @@ from isengard.testing import ServerProcess
 
 SCRIPT = """
 function IncomingWorklistRequestFilter(query, origin)
-  -- a modality that always asks for its own station name: serve it every scheduled step instead
+  -- Orthanc's Short format: tags as "gggg,eeee", sequences as arrays of tables
   if origin['RemoteAet'] == 'OLDCT' then
-    query['PatientName'] = 'SMITH*'
+    query['0010,0010'] = 'SMITH*'
+    query['0040,0100'][1]['0008,0060'] = 'CT'
   end
   return query
 end

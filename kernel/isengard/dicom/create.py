@@ -138,6 +138,8 @@ def new_element(tag: int, value: Any, request: CreationRequest) -> DataElement:
             warnings.simplefilter("ignore")  # DCMTK stores what it is given; so do we
             if vr in _NUMBERS:
                 numbers = [_NUMBERS[vr](v) for v in value.split("\\") if v.strip()]
+                if not numbers:
+                    return DataElement(tag, vr, None)  # an empty value, as a query key or a type 2 attribute
                 low, high = _BOUNDS.get(vr, (-math.inf, math.inf))
                 if not all(low <= n <= high for n in numbers):
                     raise ValueError(value)

@@ -168,10 +168,10 @@ async def filter_find_query(
     name = "IncomingWorklistRequestFilter" if worklist else "IncomingFindRequestFilter"
     if _scripting is None or not _scripting.defines(name):
         return None
-    before = query_table(query)
+    before = query_table(query, worklist=worklist)
     origin = {**_origin({"Origin": "DicomProtocol", **requestor}), "RemoteAet": requestor.get("RemoteAET", "")}
     answer = await _scripting.callback(name, before, origin)
-    return apply_table(query, before, answer)
+    return apply_table(query, before, answer, worklist=worklist)
 
 
 _JOB_CALLBACKS = {

@@ -1,9 +1,10 @@
-"""C-FIND queries as the tables Orthanc's ``IncomingFindRequestFilter(query, origin)`` reads and returns.
+"""C-FIND queries as the tables Orthanc's Lua filters read and return (Orthanc Book, users/lua.rst).
 
-A query is shown as a flat table of its elements, named by keyword ("PatientName") or, without one, as
-"gggg,eeee" (Orthanc Book, users/lua.rst: the sample removes ``query['5555,0010']``). Sequences are not shown
-and are kept as they are. The table the script returns is applied to a copy of the query: missing names are
-removed, new or changed values written.
+``IncomingFindRequestFilter(query, origin)`` and ``OutgoingFindRequestFilter(query, modality)`` see a flat table
+of the query's elements named "gggg,eeee" with text values (binary ones empty), as Orthanc builds it from a
+``DicomMap``: sequences are not shown and stay as they are. ``IncomingWorklistRequestFilter(query, origin)``
+sees Orthanc's "Short" JSON of the whole query, sequences included (the Book's sample reads
+``query['0040,0100'][1]['0040,0001']``), and its answer is the whole new query. Names may be keywords too.
 """
 
 from __future__ import annotations
@@ -14,20 +15,23 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
+from isengard.dicom.create import CreationRequest, new_element, resolve_tag
+from isengard.dicom.json import JsonFormat, dataset_to_json
+from isengard.dicom.parse import BINARY_VRS
 from isengard.dicom.tags import format_tag, parse_tag
 
-
-def _name(tag: int, keyword: str) -> str:
-    return keyword or format_tag(tag)
+_SPECIFIC_CHARACTER_SET = 0x00080005
 
 
-def query_table(query: Dataset) -> dict[str, str]:
-    table: dict[str, str] = {}
+def query_table(query: Dataset, *, worklist: bool = False) -> dict[str, Any]:
+    if worklist:
+        return dataset_to_json(query, JsonFormat.SHORT)
+    table: dict[str, Any] = {}
     for elem in query:
         if elem.VR == "SQ":
             continue
         value = elem.value
-        if value is None:
+        if value is None or elem.VR in BINARY_VRS:
             text = ""
         elif isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
             text = "\\".join(str(v) for v in value)
@@ -35,17 +39,19 @@ def query_table(query: Dataset) -> dict[str, str]:
             text = value.decode("latin-1")
         else:
             text = str(value)
-        table[_name(int(elem.tag), elem.keyword)] = text
+        table[format_tag(int(elem.tag))] = text
     return table
 
 
-def apply_table(query: Dataset, before: dict[str, str], after: Any) -> Dataset | None:
+def apply_table(query: Dataset, before: dict[str, Any], after: Any, *, worklist: bool = False) -> Dataset | None:
     """The query the script asked for, or ``None`` when it returned nothing usable or changed nothing."""
     if not isinstance(after, dict):
         return None
-    after = {str(k): "" if v is None else str(v) for k, v in after.items()}
+    after = _texts(after)
     if after == before:
         return None
+    if worklist:
+        return _rebuilt(query, after)
     patched = copy.deepcopy(query)
     for name in before.keys() - after.keys():
         del patched[parse_tag(name)]
@@ -62,3 +68,26 @@ def apply_table(query: Dataset, before: dict[str, str], after: Any) -> Dataset |
                 vr = "LO"  # a private or unknown element: text is all a query can carry
             patched.add_new(tag, vr, value)
     return patched
+
+
+def _texts(value: Any) -> Any:
+    """The script's values as JSON text: numbers it wrote become strings, tables stay tables. An empty table in
+    a list is an empty sequence item (Lua cannot tell {} from [], and an item is never a list)."""
+    if isinstance(value, dict):
+        return {str(k): _texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [{} if v == [] else _texts(v) for v in value]
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _rebuilt(query: Dataset, table: dict[str, Any]) -> Dataset:
+    """A whole query from a Short JSON table, in the character set of the query it replaces."""
+    ds = Dataset()
+    if _SPECIFIC_CHARACTER_SET in query:
+        ds[_SPECIFIC_CHARACTER_SET] = copy.deepcopy(query[_SPECIFIC_CHARACTER_SET])
+    request = CreationRequest({}, "", interpret_binary=False)
+    for name, value in table.items():
+        tag = resolve_tag(name)
+        if tag != _SPECIFIC_CHARACTER_SET:
+            ds[tag] = new_element(tag, value, request)
+    return ds

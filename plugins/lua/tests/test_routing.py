@@ -155,10 +155,10 @@ def test_find_filter_rewrites_incoming_queries(tmp_path: Path, isengard: Callabl
     """IncomingFindRequestFilter patches a query before the server answers it (Orthanc Book's sample)."""
     script = """
 function IncomingFindRequestFilter(query, origin)
-  print('find from ' .. origin['RemoteAet'] .. ' for ' .. query['PatientID'])
+  print('find from ' .. origin['RemoteAet'] .. ' for ' .. query['0010,0020'])
   local v = query
   v['5555,0010'] = nil
-  if v['PatientID'] == 'ALIAS' then v['PatientID'] = 'REAL' end
+  if v['0010,0020'] == 'ALIAS' then v['0010,0020'] = 'REAL' end
   return v
 end
 """
