@@ -197,6 +197,17 @@ def filter_find_query(
     """
 
 
+@hookspec
+def filter_outgoing_find(context: ServerContext, query: Any, modality: str) -> Awaitable[Any | None] | Any | None:
+    """Rewrite a C-FIND this server is about to send (Orthanc's Lua ``OutgoingFindRequestFilter``).
+
+    Called from the event loop for the queries of ``/modalities/{id}/query`` and ``/queries/.../query-*`` (as
+    Orthanc, not for the deprecated ``find-*`` routes), with the identifier (a ``pydicom.Dataset``) and the
+    modality's symbolic name. Return a replacement dataset to send instead (fixing what a given PACS
+    misreads), or ``None`` to send it as it is; the first replacement, in call order, is sent.
+    """
+
+
 @hookspec(firstresult=True)
 def handle_c_find(
     context: ServerContext, query: Any, model: str, requestor: dict[str, str]

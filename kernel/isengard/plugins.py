@@ -119,3 +119,16 @@ async def resolve(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+async def first_replacement(answers: Iterable[Any]) -> Any:
+    """The first answer that is not ``None`` among hook answers that replace a value (a query...), in call order.
+
+    Every answer is resolved, so that no implementation's coroutine is left unawaited.
+    """
+    found = None
+    for answer in answers:
+        value = await resolve(answer)
+        if found is None:
+            found = value
+    return found

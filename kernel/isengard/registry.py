@@ -43,13 +43,17 @@ class Registry(Generic[T]):
         """The error for a name that is not defined (Orthanc words it differently for GET and DELETE)."""
         raise NotImplementedError
 
+    def configured(self) -> dict[str, Any]:
+        """The definitions of the configuration file (a subclass whose definitions sit deeper says where)."""
+        return self.ctx.config.dict(self.option)
+
     async def _stored(self) -> dict[str, Any]:
         raw = await self.ctx.index.get_property(self.option)
         return json.loads(raw) if raw else {"added": {}, "deleted": []}
 
     async def all(self) -> dict[str, T]:
         stored = await self._stored()
-        found = {name: self.parse(name, v, stored=False) for name, v in self.ctx.config.dict(self.option).items()}
+        found = {name: self.parse(name, v, stored=False) for name, v in self.configured().items()}
         for name in stored["deleted"]:
             found.pop(name, None)
         found.update({name: self.parse(name, v, stored=True) for name, v in stored["added"].items()})
@@ -74,6 +78,6 @@ class Registry(Generic[T]):
                 raise self.unknown(name, deleting=True)
             stored = await self._stored()
             stored["added"].pop(name, None)
-            if name in self.ctx.config.dict(self.option) and name not in stored["deleted"]:
+            if name in self.configured() and name not in stored["deleted"]:
                 stored["deleted"].append(name)
             await self.ctx.index.set_property(self.option, json.dumps(stored))

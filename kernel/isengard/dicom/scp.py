@@ -43,7 +43,7 @@ from ..auth import AccessRequest, is_authorized
 from ..errors import ErrorCode, OrthancError
 from ..modalities import Modalities, Modality
 from ..model import ResourceType
-from ..plugins import resolve
+from ..plugins import first_replacement, resolve
 from . import commitment, scu
 from .network import STORAGE_SOP_CLASSES, no_delay, storage_context, unknown_storage_contexts
 from .retrieve import instances_for_query, storage_contexts
@@ -321,11 +321,8 @@ class DicomServer:
 
     async def _find(self, query: Dataset, model: str, requestor: dict[str, str]) -> list[Dataset] | None:
         filters = self.ctx.pm.hook.filter_find_query(context=self.ctx, query=query, model=model, requestor=requestor)
-        for answer in filters:
-            replacement = await resolve(answer)
-            if replacement is not None:
-                query = replacement
-                break
+        replacement = await first_replacement(filters)
+        query = query if replacement is None else replacement  # (an empty Dataset is false, yet a query)
         result = self.ctx.pm.hook.handle_c_find(context=self.ctx, query=query, model=model, requestor=requestor)
         return await resolve(result)
 

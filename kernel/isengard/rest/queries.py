@@ -28,6 +28,7 @@ from ..errors import ErrorCode, OrthancError
 from ..jobs import dicom_move
 from ..modalities import Modality
 from ..model import ResourceType
+from ..plugins import first_replacement
 from .common import answer, context, text_answer
 from .jobs import job_request, submitted
 from .modalities import (
@@ -306,6 +307,9 @@ async def _ask(
     local_aet, timeout = str_field(body, "LocalAet"), int_field(body, "Timeout")
     peer = scu.Peer.of(ctx.config, modality, local_aet=local_aet, timeout=timeout)
     identifier = scu.find_identifier(level, filters, normalize=body.get("Normalize", True))
+    rewritten = ctx.pm.hook.filter_outgoing_find(context=ctx, query=identifier, modality=name)
+    replacement = await first_replacement(rewritten)
+    identifier = identifier if replacement is None else replacement
     answers = await scu.run(scu.find, peer, level, identifier)
     kept = StoredQuery(name, modality.to_json(), level, scu.dataset_of(filters), answers, local_aet, timeout)
     query_id = await QueryArchive(ctx).add(kept)

@@ -174,6 +174,16 @@ async def filter_find_query(
     return apply_table(query, before, answer, worklist=worklist)
 
 
+@hookimpl
+async def filter_outgoing_find(context: ServerContext, query: Dataset, modality: str) -> Dataset | None:
+    """OutgoingFindRequestFilter(query, modality): the query as a flat table, the modality's symbolic name."""
+    name = "OutgoingFindRequestFilter"
+    if _scripting is None or not _scripting.defines(name):
+        return None
+    before = query_table(query)
+    return apply_table(query, before, await _scripting.callback(name, before, modality))
+
+
 _JOB_CALLBACKS = {
     JobState.PENDING: "OnJobSubmitted",
     JobState.SUCCESS: "OnJobSuccess",

@@ -37,6 +37,7 @@ CALLBACKS = (
     "OnHeartBeat",
     "IncomingFindRequestFilter",
     "IncomingWorklistRequestFilter",
+    "OutgoingFindRequestFilter",
     "OnJobSubmitted",
     "OnJobSuccess",
     "OnJobFailure",

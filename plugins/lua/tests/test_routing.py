@@ -231,3 +231,28 @@ end
         [routed] = wait_until(lambda: p.get("/instances").json())
         assert p.get(f"/instances/{routed}/simplified-tags").json()["StationName"] == "My Medical Device"
         wait_until(lambda: r.get("/instances").json() == [])
+
+
+def test_outgoing_find_filter_rewrites_queries_sent(tmp_path: Path, isengard: Callable[..., ServerProcess]) -> None:
+    """OutgoingFindRequestFilter(query, modality) patches what /modalities/{id}/query sends (Book's sample)."""
+    script = """
+function OutgoingFindRequestFilter(query, modality)
+  print('query to ' .. modality)
+  for key, value in pairs(query) do
+    if value == 'ALIAS' then query[key] = 'REAL' end
+  end
+  return query
+end
+"""
+    remote = isengard({"DicomAlwaysAllowFind": True, "DicomAet": "REMOTE"}, name="remote")
+    patient = tmp_path / "real.dcm"
+    patient.write_bytes(dicom_variant(CT, PatientID="REAL", SOPInstanceUID=generate_uid()))
+    remote.upload(patient)
+    local = isengard({"LuaScripts": [lua_script(tmp_path, "outgoing.lua", script)]}, name="local")
+    with local.client() as c:
+        assert c.put("/modalities/remote", json=["REMOTE", "127.0.0.1", remote.config["DicomPort"]]).status_code == 200
+        body = {"Level": "Patient", "Query": {"PatientID": "ALIAS"}}
+        query = c.post("/modalities/remote/query", json=body).json()
+        answers = c.get(f"{query['Path']}/answers?expand&simplify").json()
+    assert [a["PatientID"] for a in answers] == ["REAL"]
+    assert "query to remote" in local.log_path.read_text()
