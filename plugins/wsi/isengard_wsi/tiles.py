@@ -1,0 +1,164 @@
+"""One tile of a pyramid: the stored frame, read alone from the storage, and turned into a picture when needed.
+
+orthanc-wsi serves a JPEG Baseline frame as it is stored (the browser decodes it), and decodes any other frame
+(JPEG 2000, uncompressed) to answer a PNG, so that lossless tiles stay lossless. Isengard does the same.
+
+To read one frame without the rest of the file, the byte range of every frame of an instance is found once (the
+pixel data element is walked item by item, PS3.5 A.4) and cached with the pyramid; each tile is then one ranged
+read. Files stored compressed (StorageCompression) have no ranges: their frame comes from the whole file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID, JPEG2000TransferSyntaxes, JPEGBaseline8Bit
+
+from isengard.context import ServerContext
+from isengard.dicom.imaging import ImageFormat, decode_frame, encode, raw_frame
+from isengard.model import CompressionType, MetadataType, ResourceType
+
+from .pyramid import Level, Pyramid, TileSource
+
+_ITEM = 0xE000FFFE  # (FFFE,E000) read as a little-endian 32-bit word
+_UNDEFINED = 0xFFFFFFFF
+
+#: The colour of the tiles a sparse level lacks: orthanc-wsi's default background, white.
+BACKGROUND = 255
+
+
+@dataclass(frozen=True)
+class FrameRanges:
+    """Where each frame is in the stored file; ``ranges`` None when frames cannot be read alone.
+
+    With ``items``, a range is the frame's item (its 8-byte header included), from the Basic Offset Table: from
+    one item to the next, the last one open-ended (-1). Otherwise a range is exactly the frame's bytes.
+    """
+
+    uuid: str
+    content_type: int
+    ranges: list[tuple[int, int]] | None
+    items: bool = False
+
+
+async def frame_ranges(context: ServerContext, instance_id: str, count: int) -> FrameRanges | None:
+    """Locate every frame of an instance in its file; None when the file must be read whole.
+
+    Native frames and a Basic Offset Table with an entry per frame (PS3.5 A.4) take two small reads; without an
+    offset table the pixel data is read once and walked item by item.
+    """
+    resources = await context.index.get_resources(ResourceType.INSTANCE, [instance_id])
+    info = resources[0].attachment if resources else None
+    offset = resources[0].metadata.get(MetadataType.PIXEL_DATA_OFFSET) if resources else None
+    if info is None or offset is None or info.compression is not CompressionType.NONE:
+        return None
+    start, size = int(offset), info.uncompressed_size
+    head = await context.storage.read_range(info.uuid, info.content_type, start, min(start + 20, size))
+    if len(head) < 20:
+        return FrameRanges(info.uuid, info.content_type, None)
+    header = 12 if head[4:6] in (b"OB", b"OW") else 8
+    (length,) = struct.unpack_from("<I", head, header - 4)
+    if length != _UNDEFINED:  # native: the frames follow each other, all of the same size
+        frame = length // count
+        ranges = [(start + header + i * frame, start + header + (i + 1) * frame) for i in range(count)]
+        return FrameRanges(info.uuid, info.content_type, None if length % count else ranges)
+    tag, table_length = struct.unpack_from("<II", head, header)
+    if tag == _ITEM and table_length == 4 * count:
+        table_start = start + header + 8
+        table = await context.storage.read_range(info.uuid, info.content_type, table_start, table_start + table_length)
+        first = table_start + table_length
+        starts = [first + value for value in struct.unpack(f"<{count}I", table)]
+        return FrameRanges(info.uuid, info.content_type, list(zip(starts, [*starts[1:], -1], strict=True)), True)
+    data = await context.storage.read_range(info.uuid, info.content_type, start, size)
+    return FrameRanges(info.uuid, info.content_type, await asyncio.to_thread(_walk_items, data, start, header, count))
+
+
+def _walk_items(data: bytes, base: int, position: int, count: int) -> list[tuple[int, int]] | None:
+    """The fragments of encapsulated pixel data, when there is one per frame (else None)."""
+    fragments: list[tuple[int, int]] = []
+    first = True
+    while position + 8 <= len(data):
+        tag, item_length = struct.unpack_from("<II", data, position)
+        if tag != _ITEM:
+            break  # the sequence delimiter
+        if not first:  # the first item is the Basic Offset Table
+            fragments.append((base + position + 8, base + position + 8 + item_length))
+        first = False
+        position += 8 + item_length
+    return fragments if len(fragments) == count else None
+
+
+async def read_frame(context: ServerContext, source: TileSource, ranges: FrameRanges | None) -> bytes:
+    """The stored bytes of one frame: a ranged read when the frames are located, else from the whole file."""
+    if ranges is not None and ranges.ranges is not None:
+        start, end = ranges.ranges[source.frame]
+        if not ranges.items:
+            return await context.storage.read_range(ranges.uuid, ranges.content_type, start, end)
+        frame = await _read_item(context, ranges, start, end)
+        if frame is not None:
+            return frame
+    data = await context.store.read_dicom(source.instance_id)
+    frame, _ = await asyncio.to_thread(raw_frame, data, source.frame)
+    return frame
+
+
+async def _read_item(context: ServerContext, ranges: FrameRanges, start: int, end: int) -> bytes | None:
+    """The fragment of the item the offset table points at; None when the frame is not that one fragment."""
+    storage = context.storage
+    if end < 0:  # the last frame: its item header says how long it is
+        head = await storage.read_range(ranges.uuid, ranges.content_type, start, start + 8)
+        if len(head) < 8:
+            return None
+        end = start + 8 + struct.unpack_from("<I", head, 4)[0]
+    data = await storage.read_range(ranges.uuid, ranges.content_type, start, end)
+    if len(data) < 8 or struct.unpack_from("<II", data) != (_ITEM, len(data) - 8):
+        return None  # several fragments per frame, or a wrong offset table
+    return data[8:]
+
+
+def is_jpeg(pyramid: Pyramid, level: Level) -> bool:
+    """Whether the level's frames are JPEG Baseline, which browsers show as stored."""
+    source = next(iter(level.tiles.values()), None)
+    return source is not None and pyramid.instances[source.instance_id].syntax == JPEGBaseline8Bit
+
+
+def decode_pixels(pixel_module: Dataset, frame: bytes) -> np.ndarray:
+    """Decode one stored frame with the kernel's decoders, as a one-frame dataset.
+
+    A colour JPEG 2000 codestream carries its own colour transform, which the decoder undoes (PS3.5 8.2.4):
+    the samples are RGB whatever the file's photometric says. OrthancWSIDicomizer labels its JPEG 2000 frames
+    YBR_FULL_422, which would make a second YCbCr conversion; orthanc-wsi trusts the codestream, so does this.
+    """
+    single = copy.deepcopy(pixel_module)
+    single.NumberOfFrames = 1
+    syntax = UID(str(single.file_meta.TransferSyntaxUID))
+    if syntax in JPEG2000TransferSyntaxes and int(single.get("SamplesPerPixel", 1) or 1) == 3:
+        single.PhotometricInterpretation = "RGB"
+    single.PixelData = encapsulate([frame]) if syntax.is_encapsulated else frame
+    single["PixelData"].VR = "OB"
+    if syntax.is_encapsulated:
+        single["PixelData"].is_undefined_length = True
+    return decode_frame(single, 0).pixels
+
+
+def is_color(pyramid: Pyramid, level: Level) -> bool:
+    source = next(iter(level.tiles.values()))
+    return not pyramid.instances[source.instance_id].photometric.startswith("MONOCHROME")
+
+
+def background(width: int, height: int, color: bool) -> np.ndarray:
+    """Pixels of the background colour, for the holes of a TILED_SPARSE level."""
+    return np.full((height, width, 3) if color else (height, width), BACKGROUND, np.uint8)
+
+
+@functools.cache
+def background_tile(width: int, height: int, color: bool, jpeg: bool) -> bytes:
+    """A whole tile of the background colour, encoded as the level's tiles are answered."""
+    return encode(background(width, height, color), ImageFormat.JPEG if jpeg else ImageFormat.PNG)
