@@ -1,8 +1,8 @@
 """DICOMweb server (PS3.18): QIDO-RS, WADO-RS, STOW-RS under ``DicomWeb.Root``, WADO-URI under ``WadoRoot``.
 
 Configured like Orthanc's DICOMweb plugin (the "DicomWeb" section, same option names); routes go through the
-kernel's authentication and ``authorize`` hook like every REST route. The client side of Orthanc's plugin
-(/dicom-web/servers) is not part of this plugin yet.
+kernel's authentication and ``authorize`` hook like every REST route. The client side of Orthanc's plugin lives
+under ``Root`` too: ``servers/...`` (client.py), with its STOW-RS and WADO-RS jobs (transfers.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from quart import Quart
 
 from isengard import hookimpl
 from isengard.context import ServerContext
+from isengard.jobs import JobType
 
-from . import pictures, qido, stow, wado, wado_uri
+from . import client, pictures, qido, stow, transfers, wado, wado_uri
 from .settings import APP_KEY, DEFAULTS, SECTION, DicomWebSettings
 
 
@@ -29,7 +30,12 @@ def register_routes(app: Quart, context: ServerContext) -> None:
     app.config[APP_KEY] = current
     if current.enable:
         prefix = current.root.rstrip("/")
-        for module in (qido, wado, pictures, stow):
+        for module in (qido, wado, pictures, stow, client):
             app.register_blueprint(module.bp, url_prefix=prefix)
     if current.enable_wado:
         app.register_blueprint(wado_uri.bp, url_prefix=current.wado_root)
+
+
+@hookimpl
+def register_job_types() -> dict[str, JobType]:
+    return dict(transfers.JOB_TYPES)

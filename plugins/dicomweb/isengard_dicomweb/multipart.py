@@ -132,13 +132,42 @@ def split_parts(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]
     for piece in pieces:
         if piece.startswith(b"--"):
             break  # the close delimiter: the rest is the epilogue
-        head, sep, content = piece.partition(b"\r\n\r\n")
-        if not sep:
-            raise OrthancError(ErrorCode.BAD_REQUEST, "A part of the multipart body has no header end")
-        headers: dict[str, str] = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        parts.append((headers, content))
+        parts.append(_part(piece))
     return parts
+
+
+def _part(piece: bytes) -> tuple[dict[str, str], bytes]:
+    """A part from what follows its delimiter: the rest of the delimiter line, the headers, an empty line."""
+    head, sep, content = piece.partition(b"\r\n\r\n")
+    if not sep:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "A part of the multipart body has no header end")
+    headers: dict[str, str] = {}
+    for line in head.decode("latin-1").split("\r\n"):
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return headers, content
+
+
+async def read_parts(chunks: AsyncIterator[bytes], boundary: str) -> AsyncIterator[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart body as it arrives, one at a time: a WADO-RS answer of a whole study is never
+    held whole in memory, only the part being received."""
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    buffer = bytearray(b"\r\n")  # RFC 2046: the CRLF before the first delimiter is implied at the start
+    started = False
+    searched = 0  # where the buffer may start to hold a delimiter not looked for yet
+    async for chunk in chunks:
+        buffer += chunk
+        while True:
+            if started and buffer.startswith(b"--"):
+                return  # the close delimiter: the rest is the epilogue
+            end = buffer.find(delimiter, searched)
+            if end < 0:
+                searched = max(0, len(buffer) - len(delimiter))
+                break
+            if started:
+                yield _part(bytes(buffer[:end]))
+            started = True
+            del buffer[: end + len(delimiter)]
+            searched = 0
+    raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "The multipart body ends before its close delimiter")

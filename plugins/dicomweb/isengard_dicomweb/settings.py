@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "Host": "",
     "StudiesMetadata": "Full",
     "SeriesMetadata": "Full",
+    "Servers": {},  # the client's remote servers: read by servers.py, type-checked here at start-up
 }
 #: How /metadata of a study or series is made: every file read ("Full"), or the index alone ("MainDicomTags").
 #: Orthanc's "Extrapolate" (a few files read) is read as "Full", which is exact and no slower here.
