@@ -292,10 +292,14 @@ UNKNOWN_IS_FINE = {
 }
 
 
+#: Route parameters that are not identifiers, given well-formed values (frame numbers, IIIF image requests).
+WELL_FORMED = {"frame": "1", "frames": "1", "region": "full", "size": "max", "rotation": "0", "name": "default.jpg"}
+
+
 def _unknown_value(parameter: re.Match[str]) -> str:
     name = parameter.group(1)
-    if name in ("frame", "frames"):
-        return "1"  # a well-formed frame number, so that the unknown resource is what the answer is about
+    if name in WELL_FORMED:
+        return WELL_FORMED[name]  # so that the unknown resource is what the answer is about
     return UNKNOWN_ID if name == "public_id" else f"unknown-{name}"
 
 

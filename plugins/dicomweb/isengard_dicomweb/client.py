@@ -41,6 +41,7 @@ async def list_servers() -> Response:
 
 @bp.get("/servers/<name>")
 async def server_operations(name: str) -> Response:
+    """The operations this server can run against a known DICOMweb server."""
     await DicomWebServers(context()).get(name)
     return answer(OPERATIONS)
 
@@ -55,6 +56,7 @@ async def put_server(name: str) -> Response:
 
 @bp.delete("/servers/<name>")
 async def delete_server(name: str) -> Response:
+    """Forget a server (one of the configuration stays forgotten: the deletion is kept in the index)."""
     await DicomWebServers(context()).delete(name)
     return answer({})
 

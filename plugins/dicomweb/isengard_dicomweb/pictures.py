@@ -31,7 +31,7 @@ from isengard.rest.common import context
 from isengard.rest.frames import negotiate
 
 from .multipart import accepted_part, content_type, new_boundary, not_acceptable, parse_accept, stream_parts
-from .resources import instances_of, resolve
+from .resources import at_every_level, instances_of, resolve
 
 bp = Blueprint("dicomweb_pictures", __name__)
 
@@ -201,26 +201,10 @@ async def rendered(study: str, series: str, instance: str, frame: int | None) ->
     return await _render(ctx, found.public_id, frame - 1, _rendering())
 
 
-async def thumbnail(*uids: str | None) -> Response:
+@at_every_level(bp, "/thumbnail")
+async def thumbnail(study: str, series: str | None = None, instance: str | None = None) -> Response:
+    """WADO-RS: a thumbnail of a study, a series (their first instance) or an instance."""
     ctx = context()
-    level, resources = await resolve(ctx, *uids)
+    level, resources = await resolve(ctx, study, series, instance)
     first = (await instances_of(ctx, level, resources[:1]))[0]
     return await _render(ctx, first, 0, _rendering(THUMBNAIL_SIZE))
-
-
-@bp.get("/studies/<study>/thumbnail")
-async def study_thumbnail(study: str) -> Response:
-    """WADO-RS: a thumbnail of a study (its first instance)."""
-    return await thumbnail(study)
-
-
-@bp.get("/studies/<study>/series/<series>/thumbnail")
-async def series_thumbnail(study: str, series: str) -> Response:
-    """WADO-RS: a thumbnail of a series (its first instance)."""
-    return await thumbnail(study, series)
-
-
-@bp.get("/studies/<study>/series/<series>/instances/<instance>/thumbnail")
-async def instance_thumbnail(study: str, series: str, instance: str) -> Response:
-    """WADO-RS: a thumbnail of an instance."""
-    return await thumbnail(study, series, instance)

@@ -7,6 +7,10 @@ collision Orthanc keeps apart); a path then names both, as a C-MOVE on that UID 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from quart import Blueprint, Response
+
 from isengard.context import ServerContext
 from isengard.dicom.tags import IDENTIFIER_TAGS
 from isengard.errors import ErrorCode, OrthancError
@@ -49,3 +53,22 @@ async def instances_of(ctx: ServerContext, level: ResourceType, resources: list[
 def resource_path(uids: dict[ResourceType, str], level: ResourceType) -> str:
     """ "studies/1.2/series/3.4" for the series level: what RetrieveURL and BulkDataURI append to Root."""
     return "/".join(f"{lvl.plural}/{uids.get(lvl, '')}" for lvl in PATH_LEVELS if lvl <= level)
+
+
+View = Callable[..., Awaitable[Response]]
+
+
+def at_every_level(bp: Blueprint, suffix: str) -> Callable[[View], View]:
+    """Serve a view of ``(study, series=None, instance=None)`` at the study, series and instance paths (followed by
+    ``suffix``): WADO-RS names the same operation at the three levels (PS3.18 10.4)."""
+
+    def register(view: View) -> View:
+        series = "/studies/<study>/series/<series>"
+        paths = ("/studies/<study>", series, f"{series}/instances/<instance>")
+        defaults: tuple[dict[str, None], ...] = ({"series": None, "instance": None}, {"instance": None}, {})
+        for path, values in zip(paths, defaults, strict=True):
+            options = {"defaults": values} if values else {}  # a blueprint refuses defaults=None
+            bp.add_url_rule(path + suffix, view_func=view, methods=["GET"], **options)
+        return view
+
+    return register

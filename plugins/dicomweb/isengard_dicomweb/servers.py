@@ -43,8 +43,7 @@ class DicomWebServers(Registry[OrthancPeer]):
         return item.stored_json()
 
     def unknown(self, name: str, *, deleting: bool) -> OrthancError:
-        if deleting:
-            return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown DICOMweb server: {name}")
+        # Orthanc's plugin answers a DELETE 400 "Parameter out of range"; an unknown name is a 404 here, always
         return OrthancError(ErrorCode.INEXISTENT_ITEM, f"Inexistent server: {name}")
 
 

@@ -32,7 +32,7 @@ from isengard.rest.common import context
 
 from .dicom_json import MEDIA_TYPE, check_json_accept, dataset_json, tag_key, text_element
 from .multipart import accepted_part, content_type, new_boundary, not_acceptable, stream_parts
-from .resources import instances_of, resolve, resource_path
+from .resources import at_every_level, instances_of, resolve, resource_path
 from .settings import public_root, settings
 
 log = logging.getLogger("isengard.dicomweb")
@@ -74,32 +74,16 @@ async def _dicom_parts(
         yield await _dicom_part(ctx, instance, syntax)
 
 
-async def retrieve(*uids: str | None) -> Response:
+@at_every_level(bp, "")
+async def retrieve(study: str, series: str | None = None, instance: str | None = None) -> Response:
+    """WADO-RS: the instances of a study, a series or one instance, as multipart/related application/dicom."""
     ctx = context()
     syntax = requested_syntax(request.headers.get("Accept"))
-    level, resources = await resolve(ctx, *uids)
+    level, resources = await resolve(ctx, study, series, instance)
     instances = await instances_of(ctx, level, resources)
     boundary = new_boundary()
     body = stream_parts(_dicom_parts(ctx, instances, syntax), boundary)
     return Response(body, content_type=content_type(boundary, DICOM))
-
-
-@bp.get("/studies/<study>")
-async def retrieve_study(study: str) -> Response:
-    """WADO-RS: every instance of a study, as multipart/related application/dicom."""
-    return await retrieve(study)
-
-
-@bp.get("/studies/<study>/series/<series>")
-async def retrieve_series(study: str, series: str) -> Response:
-    """WADO-RS: every instance of a series, as multipart/related application/dicom."""
-    return await retrieve(study, series)
-
-
-@bp.get("/studies/<study>/series/<series>/instances/<instance>")
-async def retrieve_instance(study: str, series: str, instance: str) -> Response:
-    """WADO-RS: one instance, as multipart/related application/dicom."""
-    return await retrieve(study, series, instance)
 
 
 # -- metadata ---------------------------------------------------------------------------------------------------
@@ -149,31 +133,15 @@ async def _metadata_items(ctx: ServerContext, instances: list[Resource], full: b
     yield b"]"
 
 
-async def metadata(*uids: str | None) -> Response:
+@at_every_level(bp, "/metadata")
+async def metadata(study: str, series: str | None = None, instance: str | None = None) -> Response:
+    """WADO-RS: the DICOM JSON metadata of every instance of a study, a series or of one instance."""
     ctx = context()
     check_json_accept()
-    level, resources = await resolve(ctx, *uids)
+    level, resources = await resolve(ctx, study, series, instance)
     ids = await instances_of(ctx, level, resources)
     instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
     current = settings()
     mode = {ResourceType.STUDY: current.studies_metadata, ResourceType.SERIES: current.series_metadata}.get(level)
     body = _metadata_items(ctx, instances, mode != "MainDicomTags", public_root())
     return Response(body, content_type=MEDIA_TYPE)
-
-
-@bp.get("/studies/<study>/metadata")
-async def study_metadata(study: str) -> Response:
-    """WADO-RS: the DICOM JSON metadata of every instance of a study."""
-    return await metadata(study)
-
-
-@bp.get("/studies/<study>/series/<series>/metadata")
-async def series_metadata(study: str, series: str) -> Response:
-    """WADO-RS: the DICOM JSON metadata of every instance of a series."""
-    return await metadata(study, series)
-
-
-@bp.get("/studies/<study>/series/<series>/instances/<instance>/metadata")
-async def instance_metadata_route(study: str, series: str, instance: str) -> Response:
-    """WADO-RS: the DICOM JSON metadata of an instance."""
-    return await metadata(study, series, instance)

@@ -82,8 +82,8 @@ def test_servers_come_from_the_configuration_and_rest_and_survive_a_restart(isen
         assert_orthanc_error(c.put("/dicom-web/servers/bad", json={"Url": "ftp://x"}), 400, "Bad file format")
         body = assert_orthanc_error(c.get("/dicom-web/servers/nope"), 404, "Accessing an inexistent item")
         assert body["Details"] == "Inexistent server: nope"
-        body = assert_orthanc_error(c.delete("/dicom-web/servers/nope"), 400, "Parameter out of range")
-        assert body["Details"] == "Unknown DICOMweb server: nope"
+        body = assert_orthanc_error(c.delete("/dicom-web/servers/nope"), 404, "Accessing an inexistent item")
+        assert body["Details"] == "Inexistent server: nope"
         assert_orthanc_error(c.post("/dicom-web/servers/nope/get", json={"Uri": "/studies"}), 404)
         assert_orthanc_error(c.post("/dicom-web/servers/nope/stow", json={"Resources": []}), 404)
 
