@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from isengard.testing import ServerProcess, free_port, instance_id, latencies_during, sample
+from isengard.testing import ServerProcess, SlowStoreScp, free_port, instance_id, latencies_during, sample
 
 AET = "ISENGARD"
 BRAINIX_STUDY = "2.16.840.1.113669.632.20.1211.10000357775"
@@ -68,25 +68,6 @@ class StoreScp:
         self.process.wait(10)
 
 
-class SlowScp:
-    """A pynetdicom storage SCP that takes its time over each instance: a move to it can be cancelled midway."""
-
-    def __init__(self, delay: float, aet: str = "SLOW") -> None:
-        self.aet, self.port, self.delay = aet, free_port(), delay
-        self.received: list[str] = []
-        ae = AE(ae_title=aet)
-        ae.supported_contexts = AllStoragePresentationContexts
-        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on)])
-
-    def _on(self, event: evt.Event) -> int:
-        time.sleep(self.delay)
-        self.received.append(str(event.request.AffectedSOPInstanceUID))
-        return 0x0000
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture(scope="module")
 def dest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreScp]:
     scp = StoreScp(tmp_path_factory.mktemp("storescp"))
@@ -95,8 +76,8 @@ def dest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreScp]:
 
 
 @pytest.fixture(scope="module")
-def slow() -> Iterator[SlowScp]:
-    scp = SlowScp(delay=0.1)
+def slow() -> Iterator[SlowStoreScp]:
+    scp = SlowStoreScp(delay=0.1)
     yield scp
     scp.stop()
 
@@ -110,7 +91,7 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, dest: StoreScp, slow: SlowScp, peer: ServerProcess
+    tmp_path_factory: pytest.TempPathFactory, dest: StoreScp, slow: SlowStoreScp, peer: ServerProcess
 ) -> Iterator[ServerProcess]:
     config = {
         "DicomAet": AET,
@@ -308,7 +289,7 @@ def test_a_lost_file_fails_its_own_sub_operation_only(isengard: Any, clean_dest:
     assert_serving(srv)
 
 
-def test_cancel_a_move_while_it_runs(server: ServerProcess, slow: SlowScp) -> None:
+def test_cancel_a_move_while_it_runs(server: ServerProcess, slow: SlowStoreScp) -> None:
     model = StudyRootQueryRetrieveInformationModelMove
     assoc = associate(server, "MOVER", model)
     context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
