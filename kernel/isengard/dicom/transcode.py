@@ -48,6 +48,7 @@ from pydicom.uid import (
 from ..config import Config, ConfigError
 from ..errors import ErrorCode, OrthancError
 from .imaging import open_dataset
+from .network import UNCOMPRESSED
 from .parse import bad_file
 
 if TYPE_CHECKING:
@@ -103,14 +104,14 @@ def fit(assoc: Association, ds: Dataset) -> Dataset:
 #: Orthanc's default of DicomLossyTranscodingQuality (1-100), for JPEG; the other lossy encoders derive from it.
 DEFAULT_QUALITY = 90
 #: Targets pydicom writes by itself: the native pixel data only changes encoding (bytes swapped for big endian).
-UNCOMPRESSED = frozenset(
+WRITTEN_AS_IS = frozenset(
     {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian}
 )
 #: Targets of pydicom's encoders (RLE natively, JPEG-LS through pyjpegls, JPEG 2000 through pylibjpeg-openjpeg).
 PYDICOM_ENCODED = frozenset({RLELossless, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000})
 #: Targets of GDCM's JPEG encoder (lossless process 14); JPEG baseline is Pillow's.
 GDCM_ENCODED = {JPEGLossless: "JPEGLosslessProcess14", JPEGLosslessSV1: "JPEGLosslessProcess14_1"}
-ENCODABLE = UNCOMPRESSED | PYDICOM_ENCODED | set(GDCM_ENCODED) | {JPEGBaseline8Bit}
+ENCODABLE = WRITTEN_AS_IS | PYDICOM_ENCODED | set(GDCM_ENCODED) | {JPEGBaseline8Bit}
 #: The targets whose encoding loses information, with the method of LossyImageCompressionMethod (PS3.3 C.7.6.1.1.5).
 LOSSY = {JPEGBaseline8Bit: "ISO_10918_1", JPEGLSNearLossless: "ISO_14495_1", JPEG2000: "ISO_15444_1"}
 
@@ -231,7 +232,7 @@ def _encode(ds: Dataset, target: UID, quality: int) -> None:
     """Re-encode the native pixel data of ``ds`` for ``target`` (the meta header is the caller's)."""
     if target == ExplicitVRBigEndian:
         _swap_words(ds)
-    elif target in UNCOMPRESSED:
+    elif target in WRITTEN_AS_IS:
         return
     elif target == JPEGBaseline8Bit:
         _jpeg_baseline(ds, quality)
@@ -357,7 +358,7 @@ class IngestTranscoding:
         try:
             ds = open_dataset(data)
             source = UID(ds.file_meta.TransferSyntaxUID)
-            native = source in UNCOMPRESSED and source != DeflatedExplicitVRLittleEndian
+            native = source in UNCOMPRESSED
             if source == self.target or not (self.of_uncompressed if native else self.of_compressed):
                 return data
             return write(transcode_dataset(ds, self.target, quality=self.quality))
