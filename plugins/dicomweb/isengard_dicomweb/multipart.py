@@ -117,25 +117,6 @@ async def stream_parts(parts: AsyncIterator[tuple[bytes, dict[str, str]]], bound
     yield f"--{boundary}--\r\n".encode("latin-1")
 
 
-def split_parts(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart body: (headers with lower-case names, content). Preamble and epilogue ignored."""
-    # RFC 2046: a delimiter is CRLF "--" boundary, the CRLF being implied at the very start of the body
-    marker = b"--" + boundary.encode("latin-1")
-    pieces = body.split(b"\r\n" + marker)
-    if body.startswith(marker):
-        pieces[0] = pieces[0][len(marker) :]
-    elif len(pieces) < 2:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "The multipart body does not contain its boundary")
-    else:
-        del pieces[0]  # the preamble
-    parts: list[tuple[dict[str, str], bytes]] = []
-    for piece in pieces:
-        if piece.startswith(b"--"):
-            break  # the close delimiter: the rest is the epilogue
-        parts.append(_part(piece))
-    return parts
-
-
 def _part(piece: bytes) -> tuple[dict[str, str], bytes]:
     """A part from what follows its delimiter: the rest of the delimiter line, the headers, an empty line."""
     head, sep, content = piece.partition(b"\r\n\r\n")

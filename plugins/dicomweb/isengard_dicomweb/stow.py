@@ -7,14 +7,18 @@ FailureReason (PS3.18 10.5.3.2): 0xC000 for a part that is not DICOM (or not typ
 plugin gives -- or one the server refused, 0xA700 when the storage is full. The status follows PS3.18 table
 10.5.3-1: 200 when everything was stored, 202 when some parts failed, 409 when all did; a body that is not
 multipart/related of application/dicom is a 415. Orthanc's plugin answers 400 rather than 409/202.
+
+Parts are stored as they arrive: the body is never held whole, and the first instances are indexed while the
+last ones are still on the wire. A body cut short keeps the parts that arrived whole (the last one fails).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, current_app, request
 
 from isengard.dicom.parse import read_header
 from isengard.errors import ErrorCode, OrthancError
@@ -23,7 +27,7 @@ from isengard.rest.common import context
 from isengard.rest.upload import rest_origin
 
 from .dicom_json import json_answer
-from .multipart import parse_media_type, split_parts
+from .multipart import parse_media_type, read_parts
 from .resources import resource_path
 from .settings import public_root
 from .wado import DICOM
@@ -59,11 +63,53 @@ def _identifiers(data: bytes) -> tuple[str, str, str, str]:
     )  # type: ignore[return-value]
 
 
+async def _body() -> AsyncIterator[bytes]:
+    """The request body as it arrives, within the upload limit (Quart checks it only against Content-Length)."""
+    limit, size = int(current_app.config["MAX_CONTENT_LENGTH"]), 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > limit:
+            message = f"The body exceeds the upload limit ({limit} bytes)"
+            raise OrthancError(ErrorCode.BAD_REQUEST, message, http_status=413)
+        yield chunk
+
+
+async def _store_part(
+    headers: dict[str, str], content: bytes, study: str | None, origin: Any
+) -> tuple[str, str, str, str] | dict[str, Any]:
+    """Store one part: its (study, series, SOP class, SOP instance) UIDs, or its FailedSOPSequence item."""
+    part_type = parse_media_type(headers.get("content-type", DICOM)).media_type
+    try:
+        if part_type != DICOM:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"part of type {part_type}")
+        uids = await asyncio.to_thread(_identifiers, content)
+    except OrthancError:
+        return _failure("", "", CANNOT_UNDERSTAND)
+    study_uid, _, sop_class, sop_instance = uids
+    if study is not None and study_uid != study:
+        return _failure(sop_class, sop_instance, PROCESSING_FAILURE)
+    try:
+        await context().store.ingest(content, origin)
+    except OrthancError as error:
+        reason = OUT_OF_RESOURCES if error.code is ErrorCode.FULL_STORAGE else PROCESSING_FAILURE
+        return _failure(sop_class, sop_instance, reason)
+    return uids
+
+
+def _reference(root: str, study: str, series: str, sop_class: str, sop_instance: str) -> dict[str, Any]:
+    """The ReferencedSOPSequence item of a stored instance."""
+    uids = {ResourceType.STUDY: study, ResourceType.SERIES: series, ResourceType.INSTANCE: sop_instance}
+    return {
+        "00081150": _uid(sop_class),
+        "00081155": _uid(sop_instance),
+        "00081190": _url(root + resource_path(uids, ResourceType.INSTANCE)),
+    }
+
+
 @bp.post("/studies", defaults={"study": None})
 @bp.post("/studies/<study>")
 async def store(study: str | None) -> Response:
-    """STOW-RS: store the instances of a multipart/related application/dicom body."""
-    ctx = context()
+    """STOW-RS: store the instances of a multipart/related application/dicom body, each as soon as it arrives."""
     media = parse_media_type(request.headers.get("Content-Type", ""))
     if media.media_type != "multipart/related" or media.params.get("type", DICOM).lower() != DICOM:
         raise OrthancError(
@@ -74,40 +120,26 @@ async def store(study: str | None) -> Response:
     boundary = media.params.get("boundary")
     if not boundary:
         raise OrthancError(ErrorCode.BAD_REQUEST, "The multipart/related body has no boundary")
-    parts = split_parts(await request.get_data(), boundary)
-    if not parts:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "The multipart/related body has no part")
     root, origin = public_root(), rest_origin()
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     studies: set[str] = set()
-    for headers, content in parts:
-        part_type = parse_media_type(headers.get("content-type", DICOM)).media_type
-        try:
-            if part_type != DICOM:
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"part of type {part_type}")
-            study_uid, series_uid, sop_class, sop_instance = await asyncio.to_thread(_identifiers, content)
-        except OrthancError:
-            failed.append(_failure("", "", CANNOT_UNDERSTAND))
-            continue
-        if study is not None and study_uid != study:
-            failed.append(_failure(sop_class, sop_instance, PROCESSING_FAILURE))
-            continue
-        try:
-            await ctx.store.ingest(content, origin)
-        except OrthancError as error:
-            reason = OUT_OF_RESOURCES if error.code is ErrorCode.FULL_STORAGE else PROCESSING_FAILURE
-            failed.append(_failure(sop_class, sop_instance, reason))
-            continue
-        studies.add(study_uid)
-        uids = {ResourceType.STUDY: study_uid, ResourceType.SERIES: series_uid, ResourceType.INSTANCE: sop_instance}
-        stored.append(
-            {
-                "00081150": _uid(sop_class),
-                "00081155": _uid(sop_instance),
-                "00081190": _url(root + resource_path(uids, ResourceType.INSTANCE)),
-            }
-        )
+    try:
+        async for headers, content in read_parts(_body(), boundary):
+            result = await _store_part(headers, content, study, origin)
+            if isinstance(result, tuple):
+                studies.add(result[0])
+                stored.append(_reference(root, *result))
+            else:
+                failed.append(result)
+    except OrthancError as error:
+        if error.code is not ErrorCode.NETWORK_PROTOCOL:
+            raise
+        if not stored and not failed:  # not a multipart body at all: nothing was stored
+            raise OrthancError(ErrorCode.BAD_REQUEST, str(error.details or error)) from None
+        failed.append(_failure("", "", CANNOT_UNDERSTAND))  # the truncated last part
+    if not stored and not failed:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The multipart/related body has no part")
     out: dict[str, Any] = {}
     target = study or (next(iter(studies)) if len(studies) == 1 else None)
     if target:

@@ -92,6 +92,38 @@ def test_partial_failure_is_202_and_total_failure_409(server: ServerProcess) -> 
     assert _count(server, study) == 1
 
 
+def test_chunked_body_is_stored_part_by_part(server: ServerProcess) -> None:
+    """A chunked body (no Content-Length) in small pieces: each part is found across chunk edges."""
+    study = generate_uid()
+    body = _body(*(_new_instance(study) for _ in range(3)))
+
+    def pieces():  # 1000-byte chunks split the delimiters and headers anywhere
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    r = server.post("/dicom-web/studies", content=pieces(), headers={"Content-Type": MULTIPART})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["00081199"]["Value"]) == 3
+    assert _count(server, study) == 3
+
+
+def test_truncated_body_keeps_the_whole_parts(server: ServerProcess) -> None:
+    study = generate_uid()
+    whole = _body(_new_instance(study), _new_instance(study))
+    cut = whole[: len(whole) - 2000]  # the second part loses its end and the close delimiter
+    r = server.post("/dicom-web/studies", content=cut, headers={"Content-Type": MULTIPART})
+    assert r.status_code == 202
+    body = r.json()
+    assert len(body["00081199"]["Value"]) == 1
+    assert [item["00081197"]["Value"] for item in body["00081198"]["Value"]] == [[0xC000]]
+    assert _count(server, study) == 1
+    # no delimiter at all: a 400, nothing stored
+    assert_orthanc_error(
+        server.post("/dicom-web/studies", content=_new_instance(study), headers={"Content-Type": MULTIPART}), 400
+    )
+    assert _count(server, study) == 1
+
+
 def test_store_needs_multipart_related_dicom(server: ServerProcess) -> None:
     data = _new_instance()
     assert_orthanc_error(
