@@ -14,8 +14,8 @@ The SQLite and PostgreSQL plugins run the same class; a third-party index plugin
             return {...}  # rows per table: resources, main_tags, metadata, attachments, labels
 
 Covered: storing and the hierarchy, "AlreadyStored" and overwrite, cascading deletes up and down, the change log
-(paging, Last after clearing, what deletions forget), metadata and attachment revisions, find, statistics,
-recycling order and protection, and concurrent writes of which one fails.
+(paging, Last after clearing, what deletions forget), metadata and attachment revisions, find and its OrderBy
+keys, statistics, recycling order and protection, and concurrent writes of which one fails.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from .backends import IndexBackend, RevisionMismatch
 from .model import ChangeType, CompressionType, DicomIdentifiers, FileInfo, InstanceRecord, MetadataType, ResourceType
-from .query import ConstraintKind, FindQuery, TagConstraint
+from .query import ConstraintKind, FindQuery, OrderKey, TagConstraint
 
 PAT, STU, SER, INS = ResourceType.PATIENT, ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE
 TABLES = ("resources", "main_tags", "metadata", "attachments", "labels")
@@ -248,6 +248,37 @@ class IndexContract:
         first = await index.find(FindQuery(level=SER, constraints=[modality], limit=1))
         rest = await index.find(FindQuery(level=SER, constraints=[modality], since=1, limit=5))
         assert len(first) == len(rest) == 1 and set(first + rest) == both
+
+    async def test_find_order_by(self, index: IndexBackend) -> None:
+        # series numbers 10, 9, "x" (no number), none; patient names in code-point order, one missing
+        recs = []
+        for i, (number, patient_name) in enumerate((("10", "b^B"), ("9", "B^b"), ("x", "a"), (None, None))):
+            rec = record(patient=f"O{i}", study=f"4.{i}", series=f"4.{i}.1", sop=f"4.{i}.1.1")
+            if number is None:
+                del rec.main_tags[SER]["Modality"]
+            else:
+                rec.main_tags[SER]["SeriesNumber"] = number
+            if patient_name is None:
+                del rec.main_tags[PAT]["PatientName"]
+            else:
+                rec.main_tags[PAT]["PatientName"] = patient_name
+            rec.metadata[SER] = {int(MetadataType.REMOTE_AET): f"AET{3 - i}"}
+            recs.append(rec)
+            await index.store_instance(rec, overwrite=False)
+
+        async def ordered(*keys: OrderKey, limit: int | None = None, since: int = 0) -> list[int]:
+            found = await index.find(FindQuery(level=SER, order_by=keys, limit=limit, since=since))
+            return [[public(r, SER) for r in recs].index(f) for f in found]
+
+        by_number = OrderKey(SER, tag="SeriesNumber", numeric=True)
+        assert await ordered(by_number) == [3, 2, 1, 0]  # missing first, "x" counts as 0, then 9 before 10
+        assert await ordered(OrderKey(SER, tag="SeriesNumber", numeric=True, descending=True)) == [0, 1, 2, 3]
+        assert await ordered(OrderKey(SER, tag="SeriesNumber")) == [3, 0, 1, 2]  # as text: "10" < "9" < "x"
+        # a tag of an ancestor (the patient), in code points: "B^b" < "a" < "b^B"
+        assert await ordered(OrderKey(PAT, tag="PatientName")) == [3, 1, 2, 0]
+        assert await ordered(OrderKey(SER, metadata=int(MetadataType.REMOTE_AET))) == [3, 2, 1, 0]
+        # paging follows the order
+        assert await ordered(by_number, limit=2, since=1) == [2, 1]
 
     async def test_statistics(self, index: IndexBackend) -> None:
         assert (await index.statistics()).count_instances == 0

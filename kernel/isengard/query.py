@@ -132,12 +132,29 @@ class LabelsConstraint(enum.Enum):
     NONE = "None"
 
 
+@dataclass(frozen=True)
+class OrderKey:
+    """One key of a /tools/find ``OrderBy``: a main DICOM tag of the queried level or of an ancestor (``tag``, at
+    ``level``), or a metadata of the resource itself (``metadata``, its numeric type).
+
+    Values compare as text (code points), except ``numeric`` ones (tags of VR IS, DS...), which compare by their
+    leading number (none: 0) so that SeriesNumber 10 comes after 9. A missing value comes first in ascending
+    order, last in descending order. Ties keep Orthanc's order.
+    """
+
+    level: ResourceType
+    tag: str = ""
+    metadata: int | None = None
+    descending: bool = False
+    numeric: bool = False
+
+
 @dataclass
 class FindQuery:
     """A lookup the index answers alone: resources of ``level`` whose own, ancestors' or descendants' tags match.
 
-    Answers come in Orthanc's order: instances in the order they were stored, other levels by public id;
-    ``since`` and ``limit`` page that order.
+    Answers come in Orthanc's order: instances in the order they were stored, other levels by public id, unless
+    ``order_by`` names keys; ``since`` and ``limit`` page that order.
     """
 
     level: ResourceType
@@ -146,3 +163,4 @@ class FindQuery:
     labels_constraint: LabelsConstraint = LabelsConstraint.ALL
     since: int = 0
     limit: int | None = None
+    order_by: tuple[OrderKey, ...] = ()

@@ -8,6 +8,8 @@ behaviour is the one of Orthanc itself:
   (Modality in a study-level find) matches nothing, except ModalitiesInStudy at study level, which matches the
   Modality of any series of the study;
 - tags the index does not keep are matched in the header of one instance of each candidate;
+- a dotted path of keywords or tags (``RequestAttributesSequence.ScheduledProcedureStepID``, ``00400275.00400009``)
+  matches inside a sequence, as QIDO-RS asks (PS3.18 8.3.4.1): an extension, Orthanc's /tools/find refuses it;
 - CaseSensitive (default: the CaseSensitivePN option) applies to every tag, not only to person names;
 - instances come in the order they were stored, other levels by identifier.
 """
@@ -28,10 +30,11 @@ from ..dicom.json import JsonFormat
 from ..dicom.parse import ENCODINGS, dataset_text
 from ..dicom.tags import IDENTIFIER_TAGS, format_tag, keyword_of, parse_tag, vr_of
 from ..errors import ErrorCode, OrthancError
-from ..lookup import find_resources
+from ..lookup import FileConstraint, add_constraint, find_resources
 from ..model import ResourceType
-from ..query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint, has_wildcard
+from ..query import ConstraintKind, FindQuery, LabelsConstraint, OrderKey, TagConstraint, has_wildcard
 from ..requested import ancestors_of, format_tags, requested_tags
+from .attachments import metadata_kind
 from .common import answer, context, json_body
 from .modules import MODULES
 from .serialize import resource_json
@@ -62,6 +65,16 @@ def tag_name(name: str) -> str:
     if (tag >> 16) % 2 == 0:
         raise unknown_tag(name)
     return format_tag(tag)
+
+
+def tag_path(name: str) -> list[str]:
+    """A tag or a dotted path into sequences ("RequestAttributesSequence.00400009"), each step named as
+    :func:`tag_name` does; every step but the last must be a sequence (private ones cannot be checked)."""
+    path = [tag_name(step) for step in name.split(".")]
+    for step in path[:-1]:
+        if vr_of(step) not in ("SQ", "UN"):
+            raise _bad(f"{step} is not a sequence, in {name}")
+    return path
 
 
 def _bool_field(body: dict[str, Any], name: str, default: bool) -> bool:
@@ -101,7 +114,7 @@ class FindRequest:
     """A /tools/find body, checked and split into what the index answers and what files must confirm."""
 
     query: FindQuery
-    in_files: list[TagConstraint] = field(default_factory=list)
+    in_files: list[FileConstraint] = field(default_factory=list)
     answers_nothing: bool = False  # a main tag of a lower level: Orthanc matches nothing
     expand: bool = False
     requested: list[str] = field(default_factory=list)
@@ -112,6 +125,38 @@ def _parse_value(name: str, level: ResourceType, value: str, sensitive: bool) ->
     constraint = TagConstraint.parse(name, level, value, vr=vr_of(name), case_sensitive=sensitive, universal_star=False)
     assert constraint is not None  # only an empty value is universal in /tools/find, and it is skipped
     return constraint
+
+
+#: Value representations whose values sort as numbers in an OrderBy.
+_NUMERIC_VRS = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"})
+
+
+def _order_by(ctx: ServerContext, level: ResourceType, keys: Any) -> tuple[OrderKey, ...]:
+    """Orthanc 1.12.5's ``OrderBy``: ``[{"Type": "DicomTag"|"Metadata", "Key": ..., "Direction": "ASC"|"DESC"}]``.
+
+    A DICOM tag must be a main tag of the level or of an ancestor: the index sorts, no file is read.
+    """
+    if not isinstance(keys, list):
+        raise _bad('Field "OrderBy" should be a list')
+    out = []
+    for key in keys:
+        if not isinstance(key, dict) or not isinstance(key.get("Key"), str) or not isinstance(key.get("Type"), str):
+            raise _bad('Each item of "OrderBy" needs the strings "Type" and "Key"')
+        direction = key.get("Direction", "ASC")
+        if direction not in ("ASC", "DESC"):
+            raise _bad('"Direction" in "OrderBy" must be "ASC" or "DESC"')
+        descending = direction == "DESC"
+        if key["Type"] == "Metadata":
+            out.append(OrderKey(level, metadata=metadata_kind(ctx, key["Key"]), descending=descending))
+        elif key["Type"] == "DicomTag":
+            name = tag_name(key["Key"])
+            owner = ctx.main_tags.level_of(name)
+            if owner is None or owner > level:
+                raise _bad(f"OrderBy: {key['Key']} is not a main DICOM tag of the {level.label} level or above")
+            out.append(OrderKey(owner, tag=name, descending=descending, numeric=vr_of(name) in _NUMERIC_VRS))
+        else:
+            raise _bad('"Type" in "OrderBy" must be "DicomTag" or "Metadata"')
+    return tuple(out)
 
 
 def parse_find(ctx: ServerContext, body: dict[str, Any]) -> FindRequest:
@@ -130,9 +175,12 @@ def parse_find(ctx: ServerContext, body: dict[str, Any]) -> FindRequest:
     for raw_name, value in query.items():
         if not isinstance(value, str):
             raise _bad(f'Tag "{raw_name}" should be associated with a string')
-        name = tag_name(raw_name)
+        *sequences, name = tag_path(raw_name)
         if value == "":
             continue  # universal matching
+        if sequences:
+            add_constraint(out.in_files, sequences, _parse_value(name, level, value, sensitive))
+            continue
         main_level = ctx.main_tags.level_of(name)
         if name == "ModalitiesInStudy" and level is ResourceType.STUDY:
             # DICOM's Modalities in Study key: a study matches when one of its series has a matching Modality
@@ -160,6 +208,7 @@ def parse_find(ctx: ServerContext, body: dict[str, Any]) -> FindRequest:
     out.expand = _bool_field(body, "Expand", False)
     out.requested = [tag_name(t) for t in _strings_field(body, "RequestedTags")]
     out.fmt = body_format(body)
+    out.query.order_by = _order_by(ctx, level, body.get("OrderBy", []))
     return out
 
 

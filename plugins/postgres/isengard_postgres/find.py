@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from isengard.model import ResourceType
-from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint
+from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, OrderKey, TagConstraint
 
 from .schema import INDEXED_PREFIX
 
@@ -94,12 +94,41 @@ def _labels_condition(query: FindQuery, params: _Params) -> list[str]:
     return [exists if query.labels_constraint is LabelsConstraint.ANY else f"NOT {exists}"]
 
 
+_LEADING_NUMBER = r"'^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)'"
+
+
+def _order_by(query: FindQuery, params: _Params) -> tuple[list[str], list[str]]:
+    """ORDER BY terms and the LEFT JOINs they read, for the OrderBy keys (see :class:`isengard.query.OrderKey`)."""
+    terms: list[str] = []
+    joins: list[str] = []
+    for i, key in enumerate(query.order_by):
+        o = f"o{i}"
+        joins.append(_order_join(o, key, query.level, params))
+        value = f"{o}.value"
+        direction = "DESC" if key.descending else "ASC"
+        terms.append(f"({value} IS NOT NULL) {direction}")  # missing first when ascending, in both databases
+        if key.numeric:  # the leading number (none: 0), as SQLite's CAST reads it
+            terms.append(f"COALESCE(substring({value} FROM {_LEADING_NUMBER})::float8, 0) {direction}")
+        else:  # code points, as SQLite compares, whatever the database's collation
+            terms.append(f'{value} COLLATE "C" {direction}')
+    return terms, joins
+
+
+def _order_join(alias: str, key: OrderKey, level: ResourceType, params: _Params) -> str:
+    if key.metadata is not None:
+        return (
+            f"LEFT JOIN metadata {alias} ON {alias}.resource_id = r.id AND {alias}.kind = {params.add(key.metadata)}"
+        )
+    owner = "r" if key.level == level else f"a{int(level) - int(key.level)}"
+    return f"LEFT JOIN main_tags {alias} ON {alias}.resource_id = {owner}.id AND {alias}.tag = {params.add(key.tag)}"
+
+
 def build_find(query: FindQuery) -> tuple[str, list[Any]]:
     params = _Params()
     level = query.level
     joins: list[str] = []
     where = [f"r.level = {int(level)}"]
-    highest = min((c.level for c in query.constraints), default=level)
+    highest = min((k.level for k in (*query.constraints, *query.order_by)), default=level)
     # aliases a1, a2... for the parent, grandparent...: created only as far up as a constraint needs
     for depth in range(1, int(level) - int(highest) + 1):
         below = "r" if depth == 1 else f"a{depth - 1}"
@@ -112,8 +141,10 @@ def build_find(query: FindQuery) -> tuple[str, list[Any]]:
         else:
             where.append(_descendant_exists("r", int(c.level) - int(level), c, params))
     where += _labels_condition(query, params)
-    # Orthanc's order: instances as stored, the other levels by public identifier
-    order = "r.id" if level is ResourceType.INSTANCE else "r.public_id"
+    # Orthanc's order: instances as stored, the other levels by public identifier; after the OrderBy keys if any
+    keys, order_joins = _order_by(query, params)
+    order = ", ".join([*keys, "r.id" if level is ResourceType.INSTANCE else "r.public_id"])
+    joins += order_joins
     sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {order}"
     if query.limit is not None or query.since:
         sql += f" LIMIT {params.add(query.limit)}::bigint OFFSET {params.add(query.since)}::bigint"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from isengard.model import ResourceType
-from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, TagConstraint
+from isengard.query import ConstraintKind, FindQuery, LabelsConstraint, OrderKey, TagConstraint
 
 
 def _like(pattern: str) -> str:
@@ -118,6 +118,30 @@ def _labels_condition(query: FindQuery, params: _Params) -> list[str]:
     return [exists if query.labels_constraint is LabelsConstraint.ANY else f"NOT {exists}"]
 
 
+def _order_by(query: FindQuery, params: _Params) -> tuple[list[str], list[str]]:
+    """ORDER BY terms and the LEFT JOINs they read, for the OrderBy keys (see :class:`isengard.query.OrderKey`)."""
+    terms: list[str] = []
+    joins: list[str] = []
+    for i, key in enumerate(query.order_by):
+        o = f"o{i}"
+        joins.append(_order_join(o, key, query.level, params))
+        value = f"{o}.value"
+        direction = "DESC" if key.descending else "ASC"
+        terms.append(f"({value} IS NOT NULL) {direction}")  # missing first when ascending, in both databases
+        # numbers: SQLite's CAST reads the leading number
+        terms.append(f"CAST({value} AS REAL) {direction}" if key.numeric else f"{value} {direction}")
+    return terms, joins
+
+
+def _order_join(alias: str, key: OrderKey, level: ResourceType, params: _Params) -> str:
+    if key.metadata is not None:
+        return (
+            f"LEFT JOIN metadata {alias} ON {alias}.resource_id = r.id AND {alias}.kind = {params.add(key.metadata)}"
+        )
+    owner = "r" if key.level == level else f"a{int(level) - int(key.level)}"
+    return f"LEFT JOIN main_tags {alias} ON {alias}.resource_id = {owner}.id AND {alias}.tag = {params.add(key.tag)}"
+
+
 def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
     params = _Params()
     level = query.level
@@ -125,7 +149,7 @@ def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
     # "+r.level": no index on the level, so that SQLite starts from the constraints' matches, not from every
     # resource of the level (a study-level find on 100,000 instances went from 8 ms to well under 1 ms)
     where = [f"+r.level = {int(level)}"] if query.constraints else [f"r.level = {int(level)}"]
-    highest = min((c.level for c in query.constraints), default=level)
+    highest = min((k.level for k in (*query.constraints, *query.order_by)), default=level)
     # aliases a1, a2... for the parent, grandparent...: created only as far up as a constraint needs
     for depth in range(1, int(level) - int(highest) + 1):
         below = "r" if depth == 1 else f"a{depth - 1}"
@@ -140,8 +164,10 @@ def build_find(query: FindQuery) -> tuple[str, dict[str, Any]]:
         else:
             where.append(_descendant_exists("r", int(c.level) - int(level), c, params))
     where += _labels_condition(query, params)
-    # Orthanc's order: instances as stored, the other levels by public identifier
-    order = "r.id" if level is ResourceType.INSTANCE else "r.public_id"
+    # Orthanc's order: instances as stored, the other levels by public identifier; after the OrderBy keys if any
+    keys, order_joins = _order_by(query, params)
+    order = ", ".join([*keys, "r.id" if level is ResourceType.INSTANCE else "r.public_id"])
+    joins += order_joins
     sql = f"SELECT r.public_id FROM resources r {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {order}"
     if query.limit is not None or query.since:
         sql += f" LIMIT {params.add(-1 if query.limit is None else query.limit)}"
