@@ -1,4 +1,5 @@
-"""DICOMweb server (PS3.18): QIDO-RS, WADO-RS, STOW-RS under ``DicomWeb.Root``, WADO-URI under ``WadoRoot``.
+"""DICOMweb server (PS3.18): QIDO-RS, WADO-RS, STOW-RS (and DELETE) under ``DicomWeb.Root``, WADO-URI under
+``WadoRoot``.
 
 Configured like Orthanc's DICOMweb plugin (the "DicomWeb" section, same option names); routes go through the
 kernel's authentication and ``authorize`` hook like every REST route. The client side of Orthanc's plugin lives
@@ -15,7 +16,7 @@ from isengard import hookimpl
 from isengard.context import ServerContext
 from isengard.jobs import JobType
 
-from . import client, pictures, qido, stow, transfers, wado, wado_uri
+from . import client, deletion, pictures, qido, stow, transfers, wado, wado_uri
 from .settings import APP_KEY, DEFAULTS, SECTION, DicomWebSettings
 
 
@@ -30,7 +31,7 @@ def register_routes(app: Quart, context: ServerContext) -> None:
     app.config[APP_KEY] = current
     if current.enable:
         prefix = current.root.rstrip("/")
-        for module in (qido, wado, pictures, stow, client):
+        for module in (qido, wado, pictures, stow, client, deletion):
             app.register_blueprint(module.bp, url_prefix=prefix)
     if current.enable_wado:
         app.register_blueprint(wado_uri.bp, url_prefix=current.wado_root)

@@ -16,18 +16,26 @@ import httpx
 from quart import Blueprint, Response
 
 from isengard.errors import ErrorCode, OrthancError
+from isengard.model import ResourceType
 from isengard.peers import OrthancPeer, client
 from isengard.rest.common import answer, context, flag
 from isengard.rest.jobs import job_request, submitted
-from isengard.rest.modalities import _instances_of, _store_request, raw_json
+from isengard.rest.modalities import _instances_of, _store_request, level_field, raw_json
 
 from . import transfers
-from .servers import DicomWebServers, merged_headers, send
+from .resources import PATH_LEVELS, resource_path
+from .servers import DicomWebServers, merged_headers, send, server_flag
 
 bp = Blueprint("dicomweb_client", __name__)
 
-#: What GET servers/{name} lists: the operations this plugin serves on a server.
+#: What GET servers/{name} lists: the operations this plugin serves on a server ("delete" too with HasDelete).
 OPERATIONS = ["get", "post", "retrieve", "stow"]
+#: The members of a servers/{name}/delete body that name the resource, down to its "Level" (Orthanc's plugin).
+DELETE_UIDS = {
+    ResourceType.STUDY: "StudyInstanceUID",
+    ResourceType.SERIES: "SeriesInstanceUID",
+    ResourceType.INSTANCE: "SOPInstanceUID",
+}
 
 
 @bp.get("/servers")
@@ -42,8 +50,8 @@ async def list_servers() -> Response:
 @bp.get("/servers/<name>")
 async def server_operations(name: str) -> Response:
     """The operations this server can run against a known DICOMweb server."""
-    await DicomWebServers(context()).get(name)
-    return answer(OPERATIONS)
+    server = await DicomWebServers(context()).get(name)
+    return answer([*OPERATIONS, "delete"] if server_flag(server, "HasDelete", False) else OPERATIONS)
 
 
 @bp.put("/servers/<name>")
@@ -153,3 +161,39 @@ async def retrieve(name: str) -> Response:
         return submitted(await ctx.jobs.submit(transfers.RETRIEVE_JOB, parameters, content, priority=priority))
     received = await transfers.retrieve(ctx, server, paths, headers, arguments, transfers.Received())
     return answer({**received.content(), "Instances": received.instances})
+
+
+def _deleted_path(body: Any) -> str:
+    """The remote path a delete body names (errors and messages as Orthanc's plugin 1.7 answers them)."""
+    if not isinstance(body, dict) or not isinstance(body.get("Level"), str) or "StudyInstanceUID" not in body:
+        raise OrthancError(
+            ErrorCode.BAD_FILE_FORMAT,
+            'The request body must contain a JSON object with fields "Level" and "StudyInstanceUID"',
+        )
+    level = level_field(body)
+    if level not in PATH_LEVELS:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Cannot delete at the {level.label} level")
+    uids: dict[ResourceType, str] = {}
+    for lvl in PATH_LEVELS[: PATH_LEVELS.index(level) + 1]:
+        member = DELETE_UIDS[lvl]
+        value = body.get(member)
+        if not isinstance(value, str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'The request body must contain the field "{member}"')
+        uids[lvl] = value
+    return resource_path(uids, level)
+
+
+@bp.post("/servers/<name>/delete")
+async def delete(name: str) -> Response:
+    """HTTP DELETE of a remote study, series or instance: ``{"Level", "StudyInstanceUID", "SeriesInstanceUID",
+    "SOPInstanceUID"}``, on a server defined with ``HasDelete`` (Orthanc's plugin 1.7 sends no other header)."""
+    ctx = context()
+    server = await DicomWebServers(ctx).get(name)
+    if not server_flag(server, "HasDelete", False):
+        raise OrthancError(
+            ErrorCode.BAD_FILE_FORMAT, f'Cannot delete on DICOMweb server, check out property "HasDelete": {name}'
+        )
+    path = _deleted_path(await raw_json(empty={}))
+    async with client(ctx.config, server) as http:
+        await send(http, "DELETE", path)
+    return answer({})

@@ -20,6 +20,7 @@ from quart import Response, request
 
 from isengard.dicom.tags import parse_tag
 
+from .dicom_xml import MEDIA_TYPE as XML_MEDIA_TYPE
 from .multipart import not_acceptable, parse_accept
 
 log = logging.getLogger("isengard.dicomweb")
@@ -106,14 +107,24 @@ def dataset_json(
     return out
 
 
-def check_json_accept() -> None:
-    """QIDO-RS and metadata answer DICOM JSON only (no application/dicom+xml): anything else accepted is a 406."""
+def answer_model() -> str:
+    """The media type a QIDO-RS or metadata answer takes (PS3.18 8.7.3): DICOM JSON, or DICOM XML (PS3.18 F.3)
+    when the Accept header prefers application/dicom+xml, alone or as the type of multipart/related parts.
+
+    JSON when the header is absent or accepts anything; a 406 when it names neither model.
+    """
     accept = request.headers.get("Accept")
     ranges = parse_accept(accept)
-    if ranges and not any(
-        m.is_any or m.media_type in (MEDIA_TYPE, "application/json", "application/*") for m in ranges
-    ):
-        raise not_acceptable(accept, MEDIA_TYPE)
+    if not ranges:
+        return MEDIA_TYPE
+    for media in ranges:  # most preferred first
+        if media.is_any or media.media_type in (MEDIA_TYPE, "application/json", "application/*"):
+            return MEDIA_TYPE
+        if media.media_type == XML_MEDIA_TYPE or (
+            media.is_multipart and media.params.get("type", "").lower() == XML_MEDIA_TYPE
+        ):
+            return XML_MEDIA_TYPE
+    raise not_acceptable(accept, f'{MEDIA_TYPE} or multipart/related; type="{XML_MEDIA_TYPE}"')
 
 
 def json_answer(data: Any, status: int = 200) -> Response:

@@ -3,12 +3,17 @@
 - ``/frames/{list}``: 1-based frame numbers, answered as multipart/related parts of the frames' bytes. By default
   (no ``transfer-syntax``, or Explicit VR Little Endian) the frames are uncompressed application/octet-stream, the
   file being decompressed first when stored compressed; ``transfer-syntax=*`` sends them as stored, each part
-  typed by its syntax (image/jpeg, image/jp2, application/octet-stream). A frame number out of range is a 400.
+  typed by its syntax (image/jpeg, image/jp2, application/octet-stream). A compressed media type is served when
+  the file is stored in its syntax (``type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50``, as wsidicom
+  asks tiles; no transcoding between compressed syntaxes). A frame number out of range is a 400.
 - ``/bulk/{path}``: the value of a binary element a BulkDataURI of /metadata names (the path holds sequence
   item numbers: ``00540016/1/00181072``), as one application/octet-stream part.
 - ``/rendered`` and ``/thumbnail``: the kernel's rendering (isengard.dicom.imaging, the one of /rendered in the
   REST API): ``window=center,width[,linear]``, ``viewport=width,height``, ``quality``; JPEG unless the Accept
-  header prefers PNG. A thumbnail is the rendered first instance of the resource, fit in 128x128 by default.
+  header prefers PNG. A study or series rendered is every frame of its instances (PS3.18 10.4.1.1.3), streamed
+  as multipart/related parts in instance order; asked for a single image/jpeg or image/png, it is the one picture
+  Orthanc's plugin (1.7) answers there, of the instance with the smallest Orthanc id. A thumbnail is one
+  representative picture fit in 128x128 by default: the middle instance of a series, of the study's first series.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 from quart import Blueprint, Response, request
 
 from isengard.context import ServerContext
@@ -53,13 +58,28 @@ def frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _as_stored(accept: str | None) -> bool:
-    """Whether the Accept header takes frames as stored (``transfer-syntax=*``) rather than uncompressed."""
-    media = accepted_part(accept, OCTET_STREAM)
-    syntax = media.params.get("transfer-syntax", ExplicitVRLittleEndian) if media else ExplicitVRLittleEndian
-    if syntax not in ("*", ExplicitVRLittleEndian):
-        raise not_acceptable(accept, f'multipart/related; type="{OCTET_STREAM}"; transfer-syntax=*')
-    return syntax == "*"
+def _frames_answer(accept: str | None, stored: UID) -> tuple[bool, str]:
+    """Whether frames go as stored (rather than uncompressed), and the type of the parts the Accept header takes.
+
+    PS3.18 8.7.3.5: application/octet-stream is Explicit VR Little Endian unless ``transfer-syntax=*``; a compressed
+    media type fits when its transfer syntax (image/jpeg's default: JPEG Baseline) is the stored one.
+    """
+    ranges = parse_accept(accept)
+    for media in ranges:
+        if media.is_any:
+            return False, OCTET_STREAM
+        if not media.is_multipart:
+            continue
+        part = media.params.get("type", OCTET_STREAM).lower()
+        syntax = media.params.get("transfer-syntax")
+        if part in (OCTET_STREAM, "*/*", "*"):
+            if syntax in (None, "*", ExplicitVRLittleEndian):
+                return syntax == "*", OCTET_STREAM
+        elif syntax == stored or (syntax is None and part == "image/jpeg" and stored == JPEGBaseline8Bit):
+            return True, part
+    if not ranges:
+        return False, OCTET_STREAM
+    raise not_acceptable(accept, f'multipart/related; type="{OCTET_STREAM}"; transfer-syntax=*')
 
 
 async def _instance(ctx: ServerContext, study: str, series: str, instance: str) -> Resource:
@@ -78,15 +98,15 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     """WADO-RS: frames of an instance (1-based list), as multipart/related parts."""
     ctx = context()
     numbers = frame_numbers(frames)
-    as_stored = _as_stored(request.headers.get("Accept"))
     found = await _instance(ctx, study, series, instance)
     count = frame_count(found.main_tags.get("NumberOfFrames"))
     if max(numbers) > count:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"This instance has {count} frame(s): {frames}")
     public_id = found.public_id
-    data = await ctx.store.read_dicom(public_id)
     stored = (await ctx.index.get_metadata(ResourceType.INSTANCE, public_id)).get(MetadataType.TRANSFER_SYNTAX)
     syntax = UID(stored[0]) if stored else ExplicitVRLittleEndian
+    as_stored, part_type = _frames_answer(request.headers.get("Accept"), syntax)
+    data = await ctx.store.read_dicom(public_id)
     if not as_stored and syntax.is_encapsulated:
         data = await asyncio.to_thread(transcode, data, ExplicitVRLittleEndian)
         syntax = ExplicitVRLittleEndian
@@ -94,7 +114,7 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
         syntax = ExplicitVRLittleEndian  # native frames are answered little endian whatever the file's syntax
     boundary = new_boundary()
     body = stream_parts(_frame_parts(data, numbers, syntax), boundary)
-    return Response(body, content_type=content_type(boundary, OCTET_STREAM))
+    return Response(body, content_type=content_type(boundary, part_type))
 
 
 def _element_at(ds: Dataset, path: str) -> bytes:
@@ -181,8 +201,10 @@ def _quality() -> int:
     return int(raw)
 
 
-async def _render(ctx: ServerContext, public_id: str, frame: int, rendering: Rendering) -> Response:
-    fmt = _picture_format()
+async def _render(
+    ctx: ServerContext, public_id: str, frame: int, rendering: Rendering, fmt: ImageFormat | None = None
+) -> Response:
+    fmt = fmt or _picture_format()
     data = await ctx.store.read_dicom(public_id)
     body = await asyncio.to_thread(render, data, frame, Extraction.RENDERED, rendering, fmt, _quality())
     return Response(body, content_type=fmt.value)
@@ -201,10 +223,91 @@ async def rendered(study: str, series: str, instance: str, frame: int | None) ->
     return await _render(ctx, found.public_id, frame - 1, _rendering())
 
 
+def _rendered_set_answer() -> tuple[ImageFormat, bool]:
+    """The picture format of a rendered study or series, and whether the answer is multipart (all its frames).
+
+    PS3.18 8.7.4: ``multipart/related; type="image/jpeg"`` (or png), ``*/*`` or no Accept header get every frame;
+    a bare image/jpeg or image/png gets Orthanc's single picture.
+    """
+    accept = request.headers.get("Accept")
+    pictures = {fmt.value: fmt for fmt in (ImageFormat.JPEG, ImageFormat.PNG)}
+    ranges = parse_accept(accept)
+    for media in ranges:
+        if media.is_any:
+            return ImageFormat.JPEG, True
+        if media.is_multipart:
+            part = media.params.get("type", ImageFormat.JPEG.value).lower()
+            if part in ("*", "*/*", "image/*"):
+                return ImageFormat.JPEG, True
+            if part in pictures:
+                return pictures[part], True
+        elif media.media_type == "image/*":
+            return ImageFormat.JPEG, False
+        elif media.media_type in pictures:
+            return pictures[media.media_type], False
+    if not ranges:
+        return ImageFormat.JPEG, True
+    raise not_acceptable(accept, 'multipart/related; type="image/jpeg" or type="image/png", image/jpeg or image/png')
+
+
+def _index_in_series(instance: Resource) -> float:
+    """Where an instance goes in its series: IndexInSeries, else InstanceNumber, else after the numbered ones."""
+    for text in (instance.metadata.get(MetadataType.INDEX_IN_SERIES), instance.main_tags.get("InstanceNumber")):
+        try:
+            return int(text or "")
+        except ValueError:
+            continue
+    return float("inf")
+
+
+async def _instances_in_order(ctx: ServerContext, level: ResourceType, resources: list[Resource]) -> list[Resource]:
+    """The instances below the resources, series after series (as the index lists them), each series in order."""
+    instances = await ctx.index.get_resources(ResourceType.INSTANCE, await instances_of(ctx, level, resources))
+    series = {parent: position for position, parent in enumerate(dict.fromkeys(i.parent for i in instances))}
+    # sorted() is stable: instances without a number keep the index's order
+    return sorted(instances, key=lambda i: (series[i.parent], _index_in_series(i)))
+
+
+async def _rendered_parts(
+    ctx: ServerContext, instances: list[Resource], rendering: Rendering, fmt: ImageFormat, quality: int
+) -> AsyncIterator[tuple[bytes, dict[str, str]]]:
+    """Every frame of the instances rendered, one file read at a time (the request context is gone by then)."""
+    for instance in instances:
+        data = await ctx.store.read_dicom(instance.public_id)
+        for index in range(frame_count(instance.main_tags.get("NumberOfFrames"))):
+            body = await asyncio.to_thread(render, data, index, Extraction.RENDERED, rendering, fmt, quality)
+            yield body, {"Content-Type": fmt.value}
+
+
+@bp.get("/studies/<study>/rendered", defaults={"series": None})
+@bp.get("/studies/<study>/series/<series>/rendered")
+async def rendered_set(study: str, series: str | None) -> Response:
+    """WADO-RS: a study or a series rendered, as multipart/related pictures or as Orthanc's single picture."""
+    ctx = context()
+    fmt, multipart = _rendered_set_answer()
+    rendering, quality = _rendering(), _quality()
+    level, resources = await resolve(ctx, study, series)
+    if not multipart:
+        # Orthanc's plugin: the first instance in the alphanumeric order of Orthanc ids, always the same one
+        return await _render(ctx, min(await instances_of(ctx, level, resources)), 0, rendering, fmt)
+    instances = await _instances_in_order(ctx, level, resources)
+    boundary = new_boundary()
+    body = stream_parts(_rendered_parts(ctx, instances, rendering, fmt, quality), boundary)
+    return Response(body, content_type=content_type(boundary, fmt.value))
+
+
+async def _representative(ctx: ServerContext, level: ResourceType, resources: list[Resource]) -> str:
+    """The instance a thumbnail shows: the middle one of a series, of the first series for a study."""
+    if level is ResourceType.INSTANCE:
+        return resources[0].public_id
+    instances = await _instances_in_order(ctx, level, resources[:1])
+    first_series = [i for i in instances if i.parent == instances[0].parent]
+    return first_series[len(first_series) // 2].public_id
+
+
 @at_every_level(bp, "/thumbnail")
 async def thumbnail(study: str, series: str | None = None, instance: str | None = None) -> Response:
-    """WADO-RS: a thumbnail of a study, a series (their first instance) or an instance."""
+    """WADO-RS: a thumbnail of a study, a series (a representative instance) or an instance."""
     ctx = context()
     level, resources = await resolve(ctx, study, series, instance)
-    first = (await instances_of(ctx, level, resources[:1]))[0]
-    return await _render(ctx, first, 0, _rendering(THUMBNAIL_SIZE))
+    return await _render(ctx, await _representative(ctx, level, resources), 0, _rendering(THUMBNAIL_SIZE))

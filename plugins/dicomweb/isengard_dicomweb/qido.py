@@ -1,4 +1,4 @@
-"""QIDO-RS (PS3.18 10.6): searches for studies, series and instances, answered in the DICOM JSON model.
+"""QIDO-RS (PS3.18 10.6): searches for studies, series and instances, answered in the DICOM JSON or XML model.
 
 A search is a /tools/find in disguise, as in Orthanc's plugin: the query parameters become the body that
 ``isengard.rest.tools.parse_find`` reads, so matching (single values, ``*``/``?`` wildcards, UID lists, date and
@@ -7,6 +7,10 @@ of /tools/find and C-FIND. Specific to QIDO:
 
 - ``QidoCaseSensitive`` (default true) decides the case sensitivity of every attribute;
 - a lone ``*`` is universal matching (PS3.4 C.2.2.2.4) and UID lists may be separated by commas (PS3.18 8.3.4.1);
+- attributes inside sequences are dotted paths of keywords or tags (``RequestAttributesSequence.
+  ScheduledProcedureStepID=X``, ``00400275.00400009=X``, PS3.18 8.3.4.1): matched in the header of one
+  instance, an item matching when all its keys do (isengard.lookup); the answer holds the whole sequence, and so
+  does an ``includefield`` of such a path. Orthanc's plugin 1.7 ignores these keys (and matches everything);
 - ``fuzzymatching`` is accepted and ignored (no fuzzy matching is done), ``limit``/``offset`` page the answers;
 - answers hold the default attributes of PS3.18 table 6.7.1-2 as Orthanc 1.10 answers them (the study's
   attributes at series and instance level too), the matching keys, and ``includefield`` ones (``all``: every
@@ -17,13 +21,16 @@ of /tools/find and C-FIND. Specific to QIDO:
   for other attributes: TimezoneOffsetFromUTC, which Orthanc adds when the files have it, is therefore only
   in series and instance answers;
 - SpecificCharacterSet is "ISO_IR 192": JSON text is Unicode (Orthanc names DefaultEncoding there and drops
-  the characters that encoding lacks).
+  the characters that encoding lacks);
+- an Accept header asking for application/dicom+xml gets multipart/related parts of NativeDicomModel XML, one
+  per match (dicom_xml.py), built from the same JSON model; Orthanc's plugin 1.7 answers JSON to
+  ``multipart/related; type="application/dicom+xml"``, XML to a bare application/dicom+xml only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
@@ -37,9 +44,11 @@ from isengard.lookup import FILE_CHECKS_AT_ONCE
 from isengard.model import MetadataType, Resource, ResourceType
 from isengard.requested import COMPUTED_TAGS, ancestors_of, requested_tags
 from isengard.rest.common import context
-from isengard.rest.tools import parse_find, run_find, tag_name
+from isengard.rest.tools import parse_find, run_find, tag_path
 
-from .dicom_json import check_json_accept, dataset_json, json_answer, tag_key, text_element
+from .dicom_json import answer_model, dataset_json, json_answer, tag_key, text_element
+from .dicom_xml import MEDIA_TYPE as XML_MEDIA_TYPE
+from .dicom_xml import xml_answer
 from .resources import resource_path
 from .settings import public_root, settings
 
@@ -116,13 +125,6 @@ def _count(name: str, raw: str) -> int:
     return int(raw)
 
 
-def _attribute(raw: str) -> str:
-    """A QIDO attribute (keyword or "GGGGEEEE") as the kernel names it; sequence paths are not supported."""
-    if "." in raw:
-        raise _bad(f"QIDO-RS attributes inside sequences are not supported: {raw}")
-    return tag_name(raw)
-
-
 def _vr(tag: int) -> str:
     try:
         return dictionary_VR(tag).split(" or ")[0]
@@ -169,15 +171,15 @@ class QidoRequest:
                 if field == "all":
                     self.all_fields = True
                 else:
-                    self.asked.append(_attribute(field))
+                    self.asked.append(tag_path(field)[0])  # a path inside a sequence answers the sequence
         else:
-            keyword = _attribute(name)
-            self.asked.append(keyword)
+            path = tag_path(name)
+            self.asked.append(path[0])
             if value == "*":
                 return  # universal matching, whereas /tools/find would require the attribute to be present
-            if _vr(parse_tag(keyword)) == "UI":
+            if _vr(parse_tag(path[-1])) == "UI":
                 value = value.replace(",", "\\")
-            self.query[keyword] = value
+            self.query[".".join(path)] = value
 
     def find_body(self, case_sensitive: bool) -> dict[str, Any]:
         return {
@@ -233,20 +235,30 @@ async def answer_resource(
     return dict(sorted(out.items()))
 
 
+async def _answers(
+    ctx: ServerContext, resources: list[Resource], qido: QidoRequest, root: str, known: Mapping[str, Resource]
+) -> AsyncIterator[list[Any]]:
+    """The matches in the DICOM JSON model, a few at a time (each may read a file); outside the app context when
+    the answer streams them, hence ``root`` read before."""
+    for start in range(0, len(resources), FILE_CHECKS_AT_ONCE):
+        batch = resources[start : start + FILE_CHECKS_AT_ONCE]
+        yield await asyncio.gather(*(answer_resource(ctx, r, qido, root, known) for r in batch))
+
+
 async def search(level: ResourceType, path_uids: dict[ResourceType, str]) -> Response:
     ctx = context()
-    check_json_accept()
+    model = answer_model()
     qido = QidoRequest(level, path_uids)
     find = parse_find(ctx, qido.find_body(settings().qido_case_sensitive))
     ids = await run_find(ctx, find)
     resources = await ctx.index.get_resources(level, ids)
-    known = await ancestors_of(ctx, resources)
-    root = public_root()
-    answers: list[dict[str, Any]] = []
-    for start in range(0, len(resources), FILE_CHECKS_AT_ONCE):
-        batch = resources[start : start + FILE_CHECKS_AT_ONCE]
-        answers += await asyncio.gather(*(answer_resource(ctx, r, qido, root, known) for r in batch))
-    return json_answer(answers)
+    if model == XML_MEDIA_TYPE and not resources:
+        # PS3.18 10.6.3: no match is an empty payload (a multipart body needs a part, RFC 2046 5.1.1)
+        return Response(b"", content_type=XML_MEDIA_TYPE)
+    answers = _answers(ctx, resources, qido, public_root(), await ancestors_of(ctx, resources))
+    if model == XML_MEDIA_TYPE:
+        return xml_answer(answers)  # streamed, as metadata is
+    return json_answer([answer async for batch in answers for answer in batch])
 
 
 @bp.get("/studies")

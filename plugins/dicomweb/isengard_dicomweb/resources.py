@@ -58,9 +58,9 @@ def resource_path(uids: dict[ResourceType, str], level: ResourceType) -> str:
 View = Callable[..., Awaitable[Response]]
 
 
-def at_every_level(bp: Blueprint, suffix: str) -> Callable[[View], View]:
+def at_every_level(bp: Blueprint, suffix: str, method: str = "GET") -> Callable[[View], View]:
     """Serve a view of ``(study, series=None, instance=None)`` at the study, series and instance paths (followed by
-    ``suffix``): WADO-RS names the same operation at the three levels (PS3.18 10.4)."""
+    ``suffix``): WADO-RS names the same operation at the three levels (PS3.18 10.4), and so does deletion."""
 
     def register(view: View) -> View:
         series = "/studies/<study>/series/<series>"
@@ -68,7 +68,7 @@ def at_every_level(bp: Blueprint, suffix: str) -> Callable[[View], View]:
         defaults: tuple[dict[str, None], ...] = ({"series": None, "instance": None}, {"instance": None}, {})
         for path, values in zip(paths, defaults, strict=True):
             options = {"defaults": values} if values else {}  # a blueprint refuses defaults=None
-            bp.add_url_rule(path + suffix, view_func=view, methods=["GET"], **options)
+            bp.add_url_rule(path + suffix, view_func=view, methods=[method], **options)
         return view
 
     return register

@@ -7,6 +7,9 @@
 - ``/metadata`` is the DICOM JSON of the headers (never the pixel data): binary elements are BulkDataURIs that
   ``/bulk`` (pictures.py) answers. ``StudiesMetadata``/``SeriesMetadata`` "MainDicomTags" answer from the index
   alone, the study's, series' and instance's main tags of each instance.
+- Asked for application/dicom+xml, metadata is the same model as multipart/related parts of NativeDicomModel
+  XML, one per instance (dicom_xml.py); Orthanc's plugin 1.7 answers XML to
+  ``multipart/related; type="application/dicom+xml"`` only, and 400 to a bare application/dicom+xml.
 - The Accept header is matched as PS3.18 8.7.7 says: nothing acceptable is a 406 (Orthanc's plugin says 400).
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from pydicom.uid import ExplicitVRLittleEndian
@@ -30,7 +33,9 @@ from isengard.lookup import FILE_CHECKS_AT_ONCE
 from isengard.model import MetadataType, Resource, ResourceType
 from isengard.rest.common import context
 
-from .dicom_json import MEDIA_TYPE, check_json_accept, dataset_json, tag_key, text_element
+from .dicom_json import MEDIA_TYPE, answer_model, dataset_json, tag_key, text_element
+from .dicom_xml import MEDIA_TYPE as XML_MEDIA_TYPE
+from .dicom_xml import xml_answer
 from .multipart import accepted_part, content_type, new_boundary, not_acceptable, stream_parts
 from .resources import at_every_level, instances_of, resolve, resource_path
 from .settings import public_root, settings
@@ -120,28 +125,39 @@ async def _main_tags_metadata(ctx: ServerContext, instance: Resource) -> dict[st
     return dict(sorted(out.items()))
 
 
-async def _metadata_items(ctx: ServerContext, instances: list[Resource], full: bool, root: str) -> AsyncIterator[bytes]:
-    yield b"["
+async def _metadata_batches(
+    ctx: ServerContext, instances: list[Resource], full: bool, root: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The metadata of the instances in the DICOM JSON model, a few at a time (a file each when ``full``)."""
     for start in range(0, len(instances), FILE_CHECKS_AT_ONCE):
         batch = instances[start : start + FILE_CHECKS_AT_ONCE]
         if full:
-            items = await asyncio.gather(*(instance_metadata(ctx, i, root) for i in batch))
+            yield await asyncio.gather(*(instance_metadata(ctx, i, root) for i in batch))
         else:
-            items = await asyncio.gather(*(_main_tags_metadata(ctx, i) for i in batch))
-        text = ",".join(json.dumps(item, ensure_ascii=False) for item in items)
-        yield (("," if start else "") + text).encode("utf-8")
+            yield await asyncio.gather(*(_main_tags_metadata(ctx, i) for i in batch))
+
+
+async def _json_array(batches: AsyncIterable[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
+    yield b"["
+    separator = ""
+    async for items in batches:
+        if items:
+            yield (separator + ",".join(json.dumps(item, ensure_ascii=False) for item in items)).encode("utf-8")
+            separator = ","
     yield b"]"
 
 
 @at_every_level(bp, "/metadata")
 async def metadata(study: str, series: str | None = None, instance: str | None = None) -> Response:
-    """WADO-RS: the DICOM JSON metadata of every instance of a study, a series or of one instance."""
+    """WADO-RS: the DICOM JSON (or XML) metadata of every instance of a study, a series or of one instance."""
     ctx = context()
-    check_json_accept()
+    model = answer_model()
     level, resources = await resolve(ctx, study, series, instance)
     ids = await instances_of(ctx, level, resources)
     instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
     current = settings()
     mode = {ResourceType.STUDY: current.studies_metadata, ResourceType.SERIES: current.series_metadata}.get(level)
-    body = _metadata_items(ctx, instances, mode != "MainDicomTags", public_root())
-    return Response(body, content_type=MEDIA_TYPE)
+    batches = _metadata_batches(ctx, instances, mode != "MainDicomTags", public_root())
+    if model == XML_MEDIA_TYPE:
+        return xml_answer(batches)
+    return Response(_json_array(batches), content_type=MEDIA_TYPE)

@@ -1,22 +1,45 @@
-"""A server loaded with real studies, shared by the read-only DICOMweb tests, and a small multi-frame file."""
+"""A server loaded with real studies, shared by the read-only DICOMweb tests, a small multi-frame file, and Debian's
+Orthanc with its DICOMweb plugin to compare with."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from isengard.testing import ServerProcess, sample
+from isengard.testing import ServerProcess, reference_orthanc, sample, unavailable
 
 #: Brainix (2 series, MR), Comunix (CT + PET), one file per transfer syntax, and character sets.
 SAMPLE_FOLDERS = ("Brainix", "Comunix", "TransferSyntaxes", "Encodings")
 FRAMES = 3
+ORTHANC_DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+@contextlib.contextmanager
+def orthanc_dicomweb(folder: Path, files: Iterable[Path]) -> Iterator[str]:
+    """Debian's Orthanc with its DICOMweb plugin (1.7) holding ``files``: its URL."""
+    if not ORTHANC_DICOMWEB.exists():
+        unavailable(f"{ORTHANC_DICOMWEB} is missing (apt-get install orthanc-dicomweb)")
+    config = {
+        "Name": "Reference",
+        "Plugins": [str(ORTHANC_DICOMWEB)],
+        # the Orthanc Book's default, which Isengard follows; Debian's plugin (1.7) matches case-insensitively
+        # when the option is absent
+        "DicomWeb": {"QidoCaseSensitive": True},
+    }
+    with reference_orthanc(folder, config, why="the reference server") as o:
+        with httpx.Client(base_url=o.url, timeout=60) as c:
+            for path in files:
+                c.post("/instances", content=path.read_bytes()).raise_for_status()
+        yield o.url
 
 
 @pytest.fixture(scope="session")

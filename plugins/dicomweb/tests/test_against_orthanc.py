@@ -15,9 +15,10 @@ import httpx
 import pydicom
 import pytest
 
-from isengard.testing import ServerProcess, reference_orthanc, sample, unavailable
+from isengard.testing import ServerProcess, sample
 
-PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+from .conftest import orthanc_dicomweb
+
 FOLDERS = ("Brainix", "Comunix", "TransferSyntaxes")
 #: SpecificCharacterSet: "ISO_IR 192" here, DefaultEncoding in Orthanc (see qido.py).
 IGNORED = {"00080005"}
@@ -29,20 +30,8 @@ def _files() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not PLUGIN.exists():
-        unavailable(f"{PLUGIN} is missing (apt-get install orthanc-dicomweb)")
-    config = {
-        "Name": "Reference",
-        "Plugins": [str(PLUGIN)],
-        # the Orthanc Book's default, which Isengard follows; Debian's plugin (1.7) matches case-insensitively
-        # when the option is absent
-        "DicomWeb": {"QidoCaseSensitive": True},
-    }
-    with reference_orthanc(tmp_path_factory.mktemp("orthanc"), config, why="the reference server") as o:
-        with httpx.Client(base_url=o.url, timeout=60) as c:
-            for path in _files():
-                c.post("/instances", content=path.read_bytes()).raise_for_status()
-        yield o.url
+    with orthanc_dicomweb(tmp_path_factory.mktemp("orthanc"), _files()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

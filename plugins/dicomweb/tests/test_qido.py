@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from isengard.testing import ServerProcess, assert_orthanc_error, sample
+from isengard.testing import ServerProcess, assert_orthanc_error, dicom_variant, sample
 
 
 def _uids(answers: list[dict], tag: str) -> list[str]:
@@ -135,7 +135,7 @@ def test_bad_queries_are_400(loaded: ServerProcess) -> None:
             r = c.get("/dicom-web/studies", params=params)
             assert r.status_code == 400, params
         assert_orthanc_error(c.get("/dicom-web/studies", params={"fuzzymatching": "maybe"}), 400)
-        assert_orthanc_error(c.get("/dicom-web/studies", headers={"Accept": "application/dicom+xml"}), 406)
+        assert_orthanc_error(c.get("/dicom-web/studies", headers={"Accept": "text/html"}), 406)
         assert c.get("/dicom-web/studies", headers={"Accept": "application/json"}).status_code == 200
 
 
@@ -143,3 +143,76 @@ def test_search_below_an_unknown_study_is_empty(loaded: ServerProcess) -> None:
     r = httpx.get(f"{loaded.url}/dicom-web/studies/1.2.3.4/series")
     assert r.status_code == 200 and r.json() == []
     assert r.headers["Content-Type"] == "application/dicom+json"
+
+
+def _with_item(header: pydicom.Dataset, path: tuple[int, ...], wanted: str) -> bool:
+    """Whether a header has, along ``path`` (sequence tags, then the attribute), an item holding ``wanted``."""
+    *sequences, leaf = path
+    level = [header]
+    for tag in sequences:
+        level = [item for ds in level if tag in ds for item in ds[tag].value]
+    return any(leaf in ds and str(ds[leaf].value).rstrip(" ") == wanted for ds in level)
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "value"),
+    [
+        ("RequestAttributesSequence.ScheduledProcedureStepID", (0x00400275, 0x00400009), "A10029316691"),
+        ("00400275.00400009", (0x00400275, 0x00400009), "3964225"),
+        (
+            "RequestAttributesSequence.ScheduledProtocolCodeSequence.CodeValue",
+            (0x00400275, 0x00400008, 0x00080100),
+            "CTTETE",
+        ),
+    ],
+)
+def test_matching_inside_sequences(
+    client: DICOMwebClient, headers: list[pydicom.Dataset], key: str, path: tuple[int, ...], value: str
+) -> None:
+    expected = {str(h.SOPInstanceUID) for h in headers if _with_item(h, path, value)}
+    assert expected  # the samples hold such items
+    answers = client.search_for_instances(search_filters={key: value})
+    assert set(_uids(answers, "00080018")) == expected
+    # the answer holds the sequence the key is in
+    assert all(_with_item(pydicom.Dataset.from_json(a), path, value) for a in answers)
+
+
+def test_wildcards_and_includefield_inside_sequences(client: DICOMwebClient, headers: list[pydicom.Dataset]) -> None:
+    brainix = _brainix()
+    filters = {"RequestAttributesSequence.ScheduledProcedureStepDescription": "IRM c*"}
+    (study,) = client.search_for_studies(search_filters=filters)
+    assert study["0020000D"]["Value"] == [brainix.StudyInstanceUID]
+    assert study["00400275"]["Value"][0]["00400007"]["Value"] == ["IRM cérébrale, neuro-crâne"]
+    filters = {"StudyInstanceUID": brainix.StudyInstanceUID}
+    (plain,) = client.search_for_studies(search_filters=filters)
+    assert "00400275" not in plain
+    (more,) = client.search_for_studies(search_filters=filters, fields=["00400275.00400009"])
+    assert more["00400275"]["Value"][0]["00400009"]["Value"] == ["A10029316691"]
+
+
+def test_keys_of_one_sequence_match_in_one_item(isengard) -> None:
+    """PS3.4 C.2.2.2.6: an item matches when all its keys do; items are not mixed."""
+    items = []
+    for step, procedure in (("S1", "P1"), ("S2", "P2")):
+        item = pydicom.Dataset()
+        item.ScheduledProcedureStepID, item.RequestedProcedureID = step, procedure
+        items.append(item)
+    server = isengard()
+    source = next(sample("Brainix").rglob("*.dcm"))
+    server.post("/instances", content=dicom_variant(source, RequestAttributesSequence=items)).raise_for_status()
+    key = "RequestAttributesSequence."
+    with server.client() as c:
+        for query, found in (
+            ({key + "ScheduledProcedureStepID": "S2"}, 1),
+            ({key + "ScheduledProcedureStepID": "S1", key + "RequestedProcedureID": "P1"}, 1),
+            ({key + "ScheduledProcedureStepID": "S1", key + "RequestedProcedureID": "P2"}, 0),
+            ({key + "ScheduledProcedureStepID": "S?", key + "00401001": "P2"}, 1),
+            ({key + "ScheduledProcedureStepID": "S3"}, 0),
+        ):
+            r = c.get("/dicom-web/instances", params=query)
+            assert r.status_code == 200 and len(r.json()) == found, query
+            # the same keys in /tools/find (an extension of Orthanc's body), which QIDO-RS is made of
+            body = {"Level": "Instance", "Query": query}
+            assert len(c.post("/tools/find", json=body).json()) == found, query
+        assert_orthanc_error(c.get("/dicom-web/instances", params={"PatientName.PatientID": "1"}), 400)
+        assert_orthanc_error(c.post("/tools/find", json={"Level": "Study", "Query": {"Foo.PatientID": "1"}}), 400)

@@ -133,6 +133,22 @@ def test_compressed_frames_are_decompressed_unless_star(client: DICOMwebClient) 
     assert jpeg[:2] == b"\xff\xd8"
 
 
+def test_frames_in_their_stored_compressed_media_type(client: DICOMwebClient, loaded: ServerProcess) -> None:
+    """wsidicom's tile requests: image/jpeg with JPEG Baseline fits a file stored so; another syntax is a 406."""
+    path = sample(*JPEG_FILE)
+    (jpeg,) = client.retrieve_instance_frames(
+        *_ids(path), frame_numbers=[1], media_types=(("image/jpeg", JPEGBaseline8Bit),)
+    )
+    assert jpeg[:2] == b"\xff\xd8"
+    study, series, instance = _ids(path)
+    url = f"/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/1"
+    with loaded.client() as c:
+        r = c.get(url, headers={"Accept": 'multipart/related; type="image/jpeg"'})
+        assert r.headers["Content-Type"].startswith('multipart/related; type="image/jpeg"') and _pictures(r) == [jpeg]
+        accept = 'multipart/related; type="image/jp2"; transfer-syntax=1.2.840.10008.1.2.4.90'
+        assert_orthanc_error(c.get(url, headers={"Accept": accept}), 406)
+
+
 def test_frame_out_of_range_is_400(loaded: ServerProcess, multiframe_ids: tuple) -> None:
     study, series, instance = multiframe_ids
     base = f"/dicom-web/studies/{study}/series/{series}/instances/{instance}"
@@ -161,6 +177,66 @@ def test_rendered_and_thumbnail(client: DICOMwebClient, loaded: ServerProcess, m
     assert picture.shape == (4, 5)
 
 
+def _pictures(response: httpx.Response) -> list[bytes]:
+    """The parts of a multipart/related answer of pictures."""
+    boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
+    return [part.split(b"\r\n\r\n", 1)[1][:-2] for part in response.content.split(b"--" + boundary)[1:-1]]
+
+
+def _instances_by_index(c: httpx.Client, series: str) -> list[dict]:
+    """The instances of a series (Orthanc's JSON), in IndexInSeries order."""
+    (found,) = c.post("/tools/lookup", content=series).json()
+    instances = c.get(f"/series/{found['ID']}/instances").json()
+    return sorted(instances, key=lambda i: i["IndexInSeries"])
+
+
+def test_rendered_series_and_study_stream_every_frame_in_order(loaded: ServerProcess, multiframe_ids: tuple) -> None:
+    study, series, _ = _ids(sorted(sample("Brainix", "Flair").glob("*.dcm"))[0])
+    base = f"/dicom-web/studies/{study}"
+    with loaded.client() as c:
+        ordered = _instances_by_index(c, series)
+        r = c.get(f"{base}/series/{series}/rendered", params={"viewport": "32,32"})
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith('multipart/related; type="image/jpeg"')
+        pictures = _pictures(r)
+        assert len(pictures) == len(ordered) == 22
+        for position in (0, 21):
+            uid = ordered[position]["MainDicomTags"]["SOPInstanceUID"]
+            single = c.get(f"{base}/series/{series}/instances/{uid}/rendered", params={"viewport": "32,32"})
+            assert pictures[position] == single.content
+        png = c.get(f"{base}/rendered", headers={"Accept": 'multipart/related; type="image/png"'})
+        assert png.headers["Content-Type"].startswith('multipart/related; type="image/png"')
+        assert len(_pictures(png)) == 44 and all(Image.open(io.BytesIO(p)).format == "PNG" for p in _pictures(png))
+        # every frame of a multi-frame instance
+        study, series, instance = multiframe_ids
+        frames = _pictures(c.get(f"/dicom-web/studies/{study}/rendered", headers={"Accept": "*/*"}))
+        path = f"/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames"
+        assert frames == [c.get(f"{path}/{n}/rendered").content for n in (1, 2, 3)]
+
+
+def test_rendered_series_as_one_picture_is_orthancs(loaded: ServerProcess) -> None:
+    """Orthanc's plugin 1.7: a single image/png (or jpeg) of the instance with the smallest Orthanc id."""
+    study, series, _ = _ids(sorted(sample("Brainix", "Flair").glob("*.dcm"))[0])
+    base = f"/dicom-web/studies/{study}"
+    with loaded.client() as c:
+        first = min(_instances_by_index(c, series), key=lambda i: i["ID"])["MainDicomTags"]["SOPInstanceUID"]
+        expected = c.get(f"{base}/series/{series}/instances/{first}/rendered", headers={"Accept": "image/png"})
+        r = c.get(f"{base}/series/{series}/rendered", headers={"Accept": "image/png"})
+        assert r.headers["Content-Type"] == "image/png" and r.content == expected.content
+        assert c.get(f"{base}/rendered", headers={"Accept": "image/jpeg"}).headers["Content-Type"] == "image/jpeg"
+        assert_orthanc_error(c.get(f"{base}/rendered", headers={"Accept": "application/dicom"}), 406)
+        assert_orthanc_error(c.get("/dicom-web/studies/1.2.3/rendered"), 404)
+
+
+def test_thumbnail_of_a_series_is_its_middle_instance(loaded: ServerProcess) -> None:
+    study, series, _ = _ids(sorted(sample("Brainix", "Flair").glob("*.dcm"))[0])
+    base = f"/dicom-web/studies/{study}/series/{series}"
+    with loaded.client() as c:
+        middle = _instances_by_index(c, series)[11]["MainDicomTags"]["SOPInstanceUID"]
+        expected = c.get(f"{base}/instances/{middle}/thumbnail").content
+        assert c.get(f"{base}/thumbnail").content == expected
+        assert max(Image.open(io.BytesIO(expected)).size) == 128
+
+
 def test_unknown_uids_are_404(loaded: ServerProcess) -> None:
     study, series, instance = _ids(sample(*JPEG_FILE))
     with loaded.client() as c:
@@ -177,7 +253,7 @@ def test_unacceptable_media_types_are_406(loaded: ServerProcess) -> None:
         assert_orthanc_error(
             c.get(base, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.3'}), 406
         )
-        assert_orthanc_error(c.get(f"{base}/metadata", headers={"Accept": "application/dicom+xml"}), 406)
+        assert_orthanc_error(c.get(f"{base}/metadata", headers={"Accept": "application/pdf"}), 406)
         assert_orthanc_error(c.get(f"{base}/frames/1", headers={"Accept": "application/dicom"}), 406)
         assert_orthanc_error(c.get(f"{base}/rendered", headers={"Accept": "image/gif"}), 406)
 
