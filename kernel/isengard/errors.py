@@ -92,3 +92,16 @@ class OrthancError(Exception):
 
 def unknown_resource(public_id: str) -> OrthancError:
     return OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Unknown resource: {public_id}")
+
+
+class InstanceDiscarded(OrthancError):
+    """A filter (the ``accept_instance`` hook) refused an instance before it was stored.
+
+    REST answers 403 like any forbidden access; a C-STORE SCU is answered ``dimse_status``: success (0) when the
+    filter only said no, as Orthanc does for ``ReceivedInstanceFilter``, or the status a filter chose (Orthanc's
+    ``ReceivedCStoreInstanceFilter``).
+    """
+
+    def __init__(self, dimse_status: int = 0) -> None:
+        super().__init__(ErrorCode.FORBIDDEN_ACCESS, "The instance was discarded by a filter")
+        self.dimse_status = dimse_status

@@ -124,12 +124,16 @@ def authorize(request: AccessRequest) -> bool | Awaitable[bool | None] | None:
 
 
 @hookspec
-def accept_instance(instance: ParsedInstance, origin: dict[str, str]) -> bool | Awaitable[bool | None] | None:
+def accept_instance(
+    instance: ParsedInstance, origin: dict[str, str]
+) -> bool | int | Awaitable[bool | int | None] | None:
     """Filter incoming instances before they are written (Orthanc's ``ReceivedInstanceFilter``).
 
     Called for every instance, from REST, DICOM or a plugin, after its header is parsed and before anything is
     stored. ``origin`` holds the metadata of the reception (``Origin``, ``RemoteAET``, ``RemoteIP``, ...).
-    Return ``False`` to discard the instance: REST answers 403, C-STORE a refusal status.
+    Return ``False`` to discard the instance (REST answers 403, a C-STORE SCU is told success, as Orthanc does),
+    or a non-zero DIMSE status to discard it and answer that status to a C-STORE SCU (Orthanc's
+    ``ReceivedCStoreInstanceFilter``). ``True``, ``None`` and 0 keep it.
     """
 
 

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from .dicom.parse import ParsedInstance, parse_instance, read_header
 from .dicom.tags import expected_instances
 from .dicom.transcode import IngestTranscoding
-from .errors import ErrorCode, OrthancError, unknown_resource
+from .errors import ErrorCode, InstanceDiscarded, OrthancError, unknown_resource
 from .model import (
     STABLE_RESOURCE_CHANGE,
     CompressionType,
@@ -186,8 +186,11 @@ class Store:
         # One trip to a worker thread for all the CPU work: parsing, checksums, compression.
         parsed, prepared = await asyncio.to_thread(self._read_incoming, data)
         for answer in ctx.pm.hook.accept_instance(instance=parsed, origin=origin):
-            if await resolve(answer) is False:
-                raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "The instance was discarded by a filter")
+            verdict = await resolve(answer)
+            if verdict is False:
+                raise InstanceDiscarded()
+            if type(verdict) is int and verdict != 0:  # a DIMSE status for the C-STORE SCU (bool is no int here)
+                raise InstanceDiscarded(verdict)
         ids = parsed.identifiers.public_ids()
         if not self.overwrite and await ctx.index.lookup(ids[ResourceType.INSTANCE]) is not None:
             return IngestResult("AlreadyStored", parsed)

@@ -40,7 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from ..auth import AccessRequest, is_authorized
-from ..errors import ErrorCode, OrthancError
+from ..errors import InstanceDiscarded, OrthancError
 from ..modalities import Modalities, Modality
 from ..model import ResourceType
 from ..plugins import first_replacement, resolve
@@ -279,10 +279,10 @@ class DicomServer:
                 return NOT_AUTHORIZED
             origin = {"Origin": "DicomProtocol", **requestor}
             self._run(self.ctx.store.ingest(event.encoded_dataset(), origin))
+        except InstanceDiscarded as e:  # accept_instance said no: quietly (success), or with a status it chose
+            log.info("C-STORE from %s discarded by a filter", event.assoc.requestor.ae_title)
+            return e.dimse_status
         except OrthancError as e:
-            if e.code is ErrorCode.FORBIDDEN_ACCESS:  # accept_instance said no: Orthanc discards it quietly
-                log.info("C-STORE from %s discarded by a filter", event.assoc.requestor.ae_title)
-                return SUCCESS
             log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, e.details or e.code.message)
             return OUT_OF_RESOURCES
         except Exception:

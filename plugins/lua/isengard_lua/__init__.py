@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom.sop_class import ModalityWorklistInformationFind
@@ -16,7 +17,7 @@ from quart import Blueprint, Quart, Response, request
 from isengard import hookimpl
 from isengard.dicom.json import JsonFormat, dataset_to_json
 from isengard.errors import ErrorCode, OrthancError
-from isengard.model import JobState, ResourceType
+from isengard.model import ChangeType, JobState, ResourceType
 from isengard.rest.common import text_answer
 
 from .find import apply_table, query_table
@@ -29,11 +30,14 @@ if TYPE_CHECKING:
     from isengard.auth import AccessRequest
     from isengard.context import ServerContext
     from isengard.dicom.parse import ParsedInstance
-    from isengard.model import JobRecord
+    from isengard.model import Change, JobRecord
 
 log = logging.getLogger("isengard.lua")
 bp = Blueprint("lua", __name__)
 _scripting: Scripting | None = None
+#: Simplified tags of the instances being received, by ``id()`` of their ParsedInstance, until it is collected:
+#: the filters and OnStoredInstance see one conversion (about 1 ms for a CT header) instead of one each.
+_simplified: dict[int, dict[str, Any]] = {}
 
 #: Orthanc's ``origin["RequestOrigin"]`` for the kernel's reception origins; anything else came from a plugin.
 _REQUEST_ORIGINS = {"RestApi": "RestApi", "DicomProtocol": "DicomProtocol", "Lua": "Lua"}
@@ -121,19 +125,44 @@ async def authorize(request: AccessRequest) -> bool | None:
     return answer is True
 
 
+async def _tags(instance: ParsedInstance) -> dict[str, Any]:
+    """The instance's simplified tags, converted once per instance.
+
+    Each callback still gets a Lua table of its own, so a filter that writes into its ``dicom`` table changes
+    nothing OnStoredInstance sees; the instance itself cannot change between the filters and its storage.
+    """
+    key = id(instance)
+    tags = _simplified.get(key)
+    if tags is None:
+        tags = await asyncio.to_thread(dataset_to_json, instance.dataset, JsonFormat.SIMPLIFY)
+        _simplified[key] = tags
+        weakref.finalize(instance, _simplified.pop, key, None)
+    return tags
+
+
 @hookimpl
-async def accept_instance(instance: ParsedInstance, origin: dict[str, str]) -> bool | None:
-    """ReceivedInstanceFilter(dicom, origin, info): kept only if it answers true; a failing filter keeps it."""
+async def accept_instance(instance: ParsedInstance, origin: dict[str, str]) -> bool | int | None:
+    """ReceivedCStoreInstanceFilter(dicom, origin, info) for C-STORE, then ReceivedInstanceFilter(dicom,
+    origin, info): kept only if the first answers 0 (a DIMSE status) and the second true. A failing filter keeps
+    the instance."""
     if _scripting is None:
         return None
     if in_lua_call.get():
         # Stored by a script (RestApiPost("/instances", ...), ModifyInstance): Orthanc's origin is "Lua", and
         # the instance's Origin metadata says so too.
         origin["Origin"] = "Lua"
+    c_store = origin.get("Origin") == "DicomProtocol" and _scripting.defines("ReceivedCStoreInstanceFilter")
+    if not c_store and not _scripting.defines("ReceivedInstanceFilter"):
+        return None
+    tags = await _tags(instance)
+    info = {"TransferSyntaxUID": instance.transfer_syntax, "HasPixelData": instance.pixel_data_offset is not None}
+    if c_store:
+        status = await _scripting.callback("ReceivedCStoreInstanceFilter", tags, _origin(origin), info, fallback=0)
+        if status not in (0, None):  # the SCU is answered this status
+            log.info("ReceivedCStoreInstanceFilter discarded an instance (status %s)", status)
+            return int(status) if isinstance(status, int | float) and int(status) else False
     if not _scripting.defines("ReceivedInstanceFilter"):
         return None
-    tags = await asyncio.to_thread(dataset_to_json, instance.dataset, JsonFormat.SIMPLIFY)
-    info = {"TransferSyntaxUID": instance.transfer_syntax, "HasPixelData": instance.pixel_data_offset is not None}
     answer = await _scripting.callback("ReceivedInstanceFilter", tags, _origin(origin), info, fallback=True)
     return answer is True
 
@@ -142,7 +171,7 @@ async def accept_instance(instance: ParsedInstance, origin: dict[str, str]) -> b
 async def on_stored(context: ServerContext, instance_id: str, instance: ParsedInstance, origin: dict[str, str]) -> None:
     if _scripting is None or not _scripting.defines("OnStoredInstance"):
         return
-    tags = await asyncio.to_thread(dataset_to_json, instance.dataset, JsonFormat.SIMPLIFY)
+    tags = await _tags(instance)
     metadata = await _scripting.get_json(f"/instances/{instance_id}/metadata?expand")
     await _scripting.callback("OnStoredInstance", instance_id, tags, metadata, _origin(origin))
 
@@ -157,6 +186,23 @@ async def on_stable(context: ServerContext, level: ResourceType, public_id: str)
     tags = {**resource.get("PatientMainDicomTags", {}), **resource.get("MainDicomTags", {})}
     metadata = await _scripting.get_json(f"/{level.plural}/{public_id}/metadata?expand")
     await _scripting.callback(name, public_id, tags, metadata)
+
+
+#: Orthanc's callbacks for changes of the log: OnDeleted<Level>(id) and OnUpdated<Level>(id).
+_CHANGE_CALLBACKS = {
+    ChangeType.DELETED: "OnDeleted",
+    ChangeType.UPDATED_ATTACHMENT: "OnUpdated",
+    ChangeType.UPDATED_METADATA: "OnUpdated",
+}
+
+
+@hookimpl
+async def on_change(context: ServerContext, change: Change) -> None:
+    """OnDeletedPatient/Study/Series/Instance(id) for each deleted resource, ancestors removed with it included;
+    OnUpdated...(id) when a metadata or an attachment of the resource changed."""
+    prefix = _CHANGE_CALLBACKS.get(change.change_type)
+    if _scripting is not None and prefix is not None:
+        await _scripting.callback(f"{prefix}{change.level.label}", change.public_id)
 
 
 @hookimpl

@@ -1,7 +1,8 @@
 """The functions Orthanc gives Lua scripts (Orthanc Book, users/lua.rst), with Orthanc's names and arguments.
 
 Everything that touches the server goes through the REST API in process (Quart's test client on the running
-app), so a script sees exactly what an HTTP client sees, routes added by plugins included. Failures follow
+app), so a script sees exactly what an HTTP client sees, routes added by plugins included, unless it asks for
+the built-in API only (``RestApiGet(uri, true)``: see :func:`is_builtin`). Failures follow
 Orthanc: ``RestApi*`` and ``Http*`` log and return ``nil``; the routing functions (``SendToModality``,
 ``SendToPeer``, ``Delete``, ``ModifyInstance``) raise a Lua error, which stops the callback before a later step
 (typically ``Delete``) runs on an instance that was not sent.
@@ -18,7 +19,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 from pydicom.uid import generate_uid
+from werkzeug.exceptions import HTTPException
 
+from isengard.plugins import DEFAULT_PLUGINS
 from isengard.rest.app import INTERNAL_SCOPE_KEY
 
 from .runtime import LuaThread, from_lua, in_lua_call
@@ -32,18 +35,43 @@ log = logging.getLogger("isengard.lua")
 
 _LEVELS = ("instances", "series", "studies", "patients")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+#: Where Orthanc's built-in REST API lives in Isengard: the kernel's own route families (its DEFAULT_PLUGINS),
+#: and this plugin, since /tools/execute-script is a route of Orthanc's core.
+_BUILTIN_MODULES = frozenset((*DEFAULT_PLUGINS, __package__))
+
+
+def is_builtin(app: Quart, method: str, path: str) -> bool:
+    """Whether ``method path`` reaches a built-in route, for ``RestApi*(..., builtin=true)``.
+
+    Orthanc then sends the request to its own REST API only, where a route a plugin added does not exist. A path
+    no route answers counts as built-in: the app's own 404 or 405 is the answer.
+    """
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(path, method=method)
+    except HTTPException:
+        return True
+    blueprint = app.blueprints.get(endpoint.rpartition(".")[0])
+    return blueprint is not None and blueprint.import_name in _BUILTIN_MODULES
 
 
 async def rest_request(
-    app: Quart, method: str, path: str, data: bytes | str | None = None, headers: dict[str, str] | None = None
+    app: Quart,
+    method: str,
+    path: str,
+    data: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    builtin: bool = False,
 ) -> tuple[int, bytes]:
     """(status, body) of an in-process request made for Lua, in a task of its own marked by ``in_lua_call``.
 
     It is marked internal: Orthanc's Lua calls bypass the HTTP layer, so neither remote access nor credentials
-    may refuse them.
+    may refuse them. ``builtin``: a route a plugin added answers 404, as it does not exist for Orthanc then.
     """
     path, _, query = path.partition("?")
     path = path.rstrip("/") or "/"  # Orthanc's router ignores a trailing slash ("/instances/" in its samples)
+    if builtin and not is_builtin(app, method, path):
+        return 404, b""
 
     async def marked() -> tuple[int, bytes]:
         in_lua_call.set(True)
@@ -112,32 +140,37 @@ class OrthancFunctions:
             lua.define(name, getattr(self, name))
 
     # -- the REST API, in process ----------------------------------------------------------------------------
-    def rest(self, method: str, uri: Any, body: Any = None, headers: Any = None) -> tuple[int, bytes]:
+    def rest(
+        self, method: str, uri: Any, body: Any = None, headers: Any = None, *, builtin: bool = False
+    ) -> tuple[int, bytes]:
         """(status, body) of a request to the running app; called from the Lua thread."""
         if self.app is None:
             raise LuaCallFailed("the REST API is not serving yet")
         data = body if isinstance(body, bytes) else (_text(body) if body is not None else None)
         extra = {str(k): str(v) for k, v in (from_lua(headers) or {}).items()}
-        return self.lua.wait(rest_request(self.app, method, _text(uri), data, extra))
+        return self.lua.wait(rest_request(self.app, method, _text(uri), data, extra, builtin=builtin))
 
-    def _rest_or_nil(self, method: str, uri: Any, body: Any = None, headers: Any = None) -> bytes | None:
-        status, answer = self.rest(method, uri, body, headers)
+    def _rest_or_nil(
+        self, method: str, uri: Any, body: Any = None, builtin: Any = None, headers: Any = None
+    ) -> bytes | None:
+        status, answer = self.rest(method, uri, body, headers, builtin=builtin is True)
         if status >= 400:
             log.error("Lua: Error in RestApi%s() for URI: %s", method.capitalize(), _text(uri))
             return None
         return answer
 
     def RestApiGet(self, uri: Any, builtin: Any = None, headers: Any = None) -> bytes | None:
-        return self._rest_or_nil("GET", uri, headers=headers)
+        return self._rest_or_nil("GET", uri, None, builtin, headers)
 
     def RestApiPost(self, uri: Any, body: Any, builtin: Any = None, headers: Any = None) -> bytes | None:
-        return self._rest_or_nil("POST", uri, body, headers)
+        return self._rest_or_nil("POST", uri, body, builtin, headers)
 
     def RestApiPut(self, uri: Any, body: Any, builtin: Any = None, headers: Any = None) -> bytes | None:
-        return self._rest_or_nil("PUT", uri, body, headers)
+        return self._rest_or_nil("PUT", uri, body, builtin, headers)
 
-    def RestApiDelete(self, uri: Any, builtin: Any = None, headers: Any = None) -> bool:
-        return self._rest_or_nil("DELETE", uri, headers=headers) is not None
+    def RestApiDelete(self, uri: Any, builtin: Any = None, headers: Any = None) -> bool | None:
+        """``true``, or ``nil`` on failure (as Orthanc: not ``false``)."""
+        return True if self._rest_or_nil("DELETE", uri, None, builtin, headers) is not None else None
 
     # -- HTTP clients ----------------------------------------------------------------------------------------
     def _http(self, method: str, url: Any, body: Any = None, headers: Any = None) -> bytes | None:

@@ -256,3 +256,70 @@ end
         answers = c.get(f"{query['Path']}/answers?expand&simplify").json()
     assert [a["PatientID"] for a in answers] == ["REAL"]
     assert "query to remote" in local.log_path.read_text()
+
+
+def test_deleted_and_updated_callbacks(tmp_path: Path, isengard: Callable[..., ServerProcess]) -> None:
+    """OnUpdated<Level>(id) when a metadata changes, OnDeleted<Level>(id) for each resource a deletion removes."""
+    script = "".join(
+        f"function On{event}{level}(id) print('{event} {level} ' .. id) end\n"
+        for event in ("Deleted", "Updated")
+        for level in ("Patient", "Study", "Series", "Instance")
+    )
+    server = isengard({"LuaScripts": [lua_script(tmp_path, "changes.lua", script)], "UserMetadata": {"Sample": 1024}})
+    [stored] = server.upload(CT)
+    instance, study = stored["ID"], stored["ParentStudy"]
+    with server.client() as c:
+        assert c.put(f"/instances/{instance}/metadata/Sample", content=b"a").status_code == 200
+        assert c.put(f"/studies/{study}/metadata/Sample", content=b"b").status_code == 200
+        wait_until(lambda: f"Updated Study {study}" in server.log_path.read_text())
+        assert c.delete(f"/instances/{instance}").status_code == 200
+    wait_until(lambda: f"Deleted Patient {stored['ParentPatient']}" in server.log_path.read_text())
+    log = server.log_path.read_text()
+    assert f"Updated Instance {instance}" in log
+    assert "Updated Patient" not in log and "Updated Series" not in log
+    for level, public_id in (("Instance", instance), ("Series", stored["ParentSeries"]), ("Study", study)):
+        assert f"Deleted {level} {public_id}" in log
+
+
+def test_c_store_filter_discards_by_dimse_status(tmp_path: Path, isengard: Callable[..., ServerProcess]) -> None:
+    """ReceivedCStoreInstanceFilter(dicom, origin, info) sees C-STOREs only; a status other than 0 discards."""
+    script = """
+function ReceivedCStoreInstanceFilter(dicom, origin, info)
+  print('c-store filter: ' .. dicom.Modality .. ' ' .. origin['RequestOrigin'] .. ' ' .. origin['RemoteAet'] ..
+        ' ' .. info['TransferSyntaxUID'] .. ' ' .. tostring(info['HasPixelData']))
+  if dicom.Modality == 'MR' then
+    return 0xA700
+  end
+  return 0
+end
+function ReceivedInstanceFilter(dicom, origin, info)
+  print('instance filter: ' .. dicom.Modality .. ' ' .. origin['RequestOrigin'])
+  return true
+end
+"""
+    server = isengard({"LuaScripts": [lua_script(tmp_path, "cstore.lua", script)], "DicomAlwaysAllowStore": True})
+    mr = tmp_path / "mr.dcm"  # an uncompressed MR
+    mr.write_bytes(dicom_variant(CT, Modality="MR", SOPInstanceUID=generate_uid()))
+    storescu(server, CT)
+    # the SCU is answered the status the script returned
+    ae = AE(ae_title="LUATEST")
+    ds = pydicom.dcmread(mr)
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", int(server.config["DicomPort"]), ae_title="ORTHANC")
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_store(ds).Status == 0xA700
+    finally:
+        assoc.release()
+    with server.client() as c:
+        [kept] = c.get("/instances", params={"expand": ""}).json()
+        assert kept["MainDicomTags"]["SOPInstanceUID"] == pydicom.dcmread(CT).SOPInstanceUID
+    syntax = pydicom.dcmread(CT).file_meta.TransferSyntaxUID
+    log = server.log_path.read_text()
+    assert f"c-store filter: CT DicomProtocol LUATEST {syntax} true" in log
+    assert "c-store filter: MR DicomProtocol" in log
+    assert "instance filter: CT DicomProtocol" in log and "instance filter: MR" not in log
+    # REST uploads never reach it
+    server.upload(MR)
+    log = server.log_path.read_text()
+    assert "instance filter: MR RestApi" in log and "c-store filter: MR RestApi" not in log

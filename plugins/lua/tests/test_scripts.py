@@ -193,6 +193,8 @@ end
 def test_callbacks_get_orthanc_arguments(tmp_path: Path, isengard: Callable[..., ServerProcess]) -> None:
     script = """
 function Initialize() print('init ' .. ParseJson(RestApiGet('/system'))['Name']) end
+-- the tags are converted once for both callbacks, but each gets its own table: this write is not seen below
+function ReceivedInstanceFilter(dicom, origin, info) dicom['Modality'] = 'XX' return true end
 function OnStoredInstance(instanceId, tags, metadata, origin)
   print('stored ' .. instanceId .. ' ' .. tags['Modality'] .. ' ' .. origin['RequestOrigin'] .. ' '
         .. metadata['Origin'] .. ' ' .. tags['PatientID'])
@@ -235,3 +237,36 @@ end
     config = {"LuaScripts": scripts(tmp_path, beat=script), "LuaHeartBeatPeriod": 1, "Name": "Beating"}
     server = isengard({**config, "AuthenticationEnabled": True, "RegisteredUsers": {"alice": "pw"}})
     wait_for_log(server, "beat Beating ORTHANC nil")
+
+
+def test_rest_api_builtin_flag_and_headers(isengard: Callable[..., ServerProcess]) -> None:
+    """RestApi*(uri, [body,] builtin, headers): builtin=true reaches Orthanc's own REST API only, where the
+    routes a plugin added (here the explorer's) do not exist; headers reach the route."""
+    server = isengard({"ExecuteLuaEnabled": True, "Name": "Minas"})
+    [stored] = server.upload(sample("Phenix", "IM-0001-0001.dcm"))
+    preview = f"/instances/{stored['ID']}/preview"
+    with server.client() as c:
+
+        def run(source: str) -> str:
+            r = c.post("/tools/execute-script", content=source.encode())
+            assert r.status_code == 200, r.text
+            return r.text
+
+        assert run("print(RestApiGet('/app/explorer.html') ~= nil, RestApiGet('/app/explorer.html', true))") == (
+            "true, nil\n"
+        )
+        assert run("print(RestApiGet('/app/explorer.html', false) ~= nil)") == "true\n"
+        assert run("print(ParseJson(RestApiGet('/system', true))['Name'])") == "Minas\n"
+        assert run("print(ParseJson(RestApiPost('/tools/lookup', '1.2.3', true))[1])") == "nil\n"  # [] is built in
+        assert run("print(RestApiPost('/tools/execute-script', 'x = 1', true) ~= nil)") == "true\n"  # Orthanc's core
+        # the Accept header chooses the preview's format, PNG by default
+        assert run(f"local p = RestApiGet('{preview}', true) print(p:byte(1, 2))") == "137, 80\n"
+        jpeg = f"local p = RestApiGet('{preview}', true, {{ Accept = 'image/jpeg' }}) print(p:byte(1, 2))"
+        assert run(jpeg) == "255, 216\n"
+        jpeg = f"local p = RestApiGet('{preview}', false, {{ accept = 'image/jpeg' }}) print(p:byte(1, 2))"
+        assert run(jpeg) == "255, 216\n"
+        # RestApiDelete answers true, or nil (not false) as Orthanc
+        assert run(f"print(RestApiDelete('/instances/{stored['ID']}', true), RestApiDelete('/ui/x'))") == (
+            "true, nil\n"
+        )
+        assert c.get("/instances").json() == []
