@@ -10,11 +10,12 @@ class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
+// body: JSON, unless a text/plain type is given (the routes that take raw text, like a Lua script)
+async function request(method, path, body, type = "application/json") {
   const options = { method, headers: {} };
   if (body !== undefined) {
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
+    options.headers["Content-Type"] = type;
+    options.body = type === "application/json" ? JSON.stringify(body) : body;
   }
   const response = await fetch(path, options);
   const text = await response.text();
@@ -31,6 +32,7 @@ async function request(method, path, body) {
 export const api = {
   get: (path) => request("GET", path),
   post: (path, body) => request("POST", path, body),
+  postText: (path, text) => request("POST", path, text, "text/plain"),
   put: (path, body) => request("PUT", path, body),
   delete: (path) => request("DELETE", path),
 };

@@ -1,11 +1,14 @@
 // Entry point: maps each hash route to its view, keeps the sidebar in step, reports errors in the page.
 import { api } from "./api.js";
+import { hasPlugin } from "./capabilities.js";
 import { h, replace } from "./dom.js";
 import { formatSize } from "./format.js";
 import { matchRoute, parseHash } from "./router.js";
 import { renderInstance } from "./views/instance.js";
-import { renderJobs } from "./views/jobs.js";
+import { renderJob, renderJobs } from "./views/jobs.js";
+import { renderLua } from "./views/lua.js";
 import { renderPatient, renderPatients } from "./views/patients.js";
+import { renderRetrieve } from "./views/retrieve.js";
 import { renderSeries } from "./views/series.js";
 import { renderStudies } from "./views/studies.js";
 import { renderStudy } from "./views/study.js";
@@ -20,18 +23,23 @@ const routes = [
   ["/series/:id", renderSeries],
   ["/instance/:id", renderInstance],
   ["/upload", renderUpload],
+  ["/retrieve", renderRetrieve],
   ["/jobs", renderJobs],
+  ["/job/:id", renderJob],
+  ["/lua", renderLua],
   ["/system", renderSystem],
 ];
+
+// The sidebar entry of pages that have none: resource pages belong to Studies, where browsing starts.
+const SECTIONS = { patient: "studies", study: "studies", series: "studies", instance: "studies", job: "jobs" };
 
 const main = document.getElementById("main");
 let current = null; // AbortController of the view on screen: views stop polling when it aborts
 
 async function showRoute() {
   const { path, params } = parseHash(window.location.hash);
-  // resource pages belong to the Studies section, where browsing starts
   const first = path.split("/")[1];
-  const section = ["patient", "study", "series", "instance"].includes(first) ? "studies" : first;
+  const section = SECTIONS[first] || first;
   for (const a of document.querySelectorAll(".nav a")) a.classList.toggle("active", a.dataset.section === section);
   if (current) current.abort();
   current = new AbortController();
@@ -64,5 +72,11 @@ async function refreshStatistics() {
 
 window.addEventListener("hashchange", showRoute);
 window.addEventListener("explorer:changed", () => refreshStatistics().catch(() => {}));
+// The Lua console's link shows only where its plugin is loaded (the page itself says when scripts are disabled).
+async function showPluginLinks() {
+  document.getElementById("nav-lua").hidden = !(await hasPlugin("lua"));
+}
+
 showRoute();
 refreshStatistics().catch(() => {});
+showPluginLinks().catch(() => {});

@@ -4,6 +4,7 @@ import { h, replace } from "../dom.js";
 import { formatSize } from "../format.js";
 import { actionBar } from "../widgets/actions.js";
 import { breadcrumbs } from "../widgets/breadcrumbs.js";
+import { dicomwebLinks } from "../widgets/dicomweb.js";
 import { labelsEditor } from "../widgets/labels.js";
 import { filterTagTree, tagTree } from "../widgets/tagtree.js";
 
@@ -22,6 +23,7 @@ export async function renderInstance(main, { id }) {
       h("span", { class: "muted" }, [formatSize(instance.FileSize), frames && `${frames} frames`].filter(Boolean).join(" · "))),
     actionBar("instances", instance, instance.MainDicomTags?.SOPInstanceUID || id),
     labelsEditor("instances", id, instance.Labels || []),
+    await dicomwebLinks("instances", instance),
     h("div", { class: "columns" },
       h("section", { class: "card viewer-card" }, h("div", { class: "stack-viewport" }, image)),
       h("section", { class: "card grow" }, h("div", { class: "card-header" }, h("h2", {}, "Tags"), filter), tree)));

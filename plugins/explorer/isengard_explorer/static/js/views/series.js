@@ -4,6 +4,7 @@ import { h, replace } from "../dom.js";
 import { plural } from "../format.js";
 import { actionBar } from "../widgets/actions.js";
 import { breadcrumbs, seriesTitle } from "../widgets/breadcrumbs.js";
+import { dicomwebLinks } from "../widgets/dicomweb.js";
 import { labelsEditor } from "../widgets/labels.js";
 import { mainTags } from "../widgets/maintags.js";
 import { imageStack } from "../widgets/stack.js";
@@ -27,6 +28,7 @@ export async function renderSeries(main, { id }) {
       h("span", { class: "muted" }, plural(instances.length, "instance"))),
     actionBar("series", series, title),
     labelsEditor("series", id, series.Labels || []),
+    await dicomwebLinks("series", series),
     h("div", { class: "columns" },
       h("section", { class: "card viewer-card" }, imageStack(instances.map((i) => i.ID))),
       h("section", { class: "card grow" }, h("h2", {}, "Series"), mainTags(series.MainDicomTags),

@@ -3,36 +3,17 @@
 import { api } from "../api.js";
 import { hasExtendedFind } from "../capabilities.js";
 import { h, replace } from "../dom.js";
-import { dicomDate, formatDate, formatName, plural } from "../format.js";
+import { formatDate, formatName, plural } from "../format.js";
 import { navigate } from "../router.js";
 import { pager } from "../widgets/pager.js";
+import { studyFields, studyQuery } from "../widgets/studysearch.js";
 import { dataTable } from "../widgets/table.js";
 
 const PAGE_SIZES = ["25", "50", "100"];
-const TEXT_FIELDS = [
-  ["PatientName", "Patient name"],
-  ["PatientID", "Patient ID"],
-  ["AccessionNumber", "Accession number"],
-  ["StudyDescription", "Description"],
-];
 const COUNTS = ["ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"];
 
-// Substring search as people expect it, unless the user wrote DICOM wildcards themselves.
-function contains(value) {
-  return /[*?]/.test(value) ? value : `*${value}*`;
-}
-
 function findBody(params) {
-  const query = {};
-  for (const [tag] of TEXT_FIELDS) {
-    const value = (params.get(tag) || "").trim();
-    if (value) query[tag] = contains(value);
-  }
-  const from = dicomDate(params.get("from"));
-  const to = dicomDate(params.get("to"));
-  if (from || to) query.StudyDate = from === to ? from : `${from}-${to}`;
-  if (params.get("modality")) query.ModalitiesInStudy = params.get("modality");
-  const body = { Level: "Study", Query: query };
+  const body = { Level: "Study", Query: studyQuery(params) };
   const labels = (params.get("labels") || "").split(/[\s,]+/).filter(Boolean);
   if (labels.length) {
     body.Labels = labels;
@@ -63,14 +44,10 @@ const COLUMNS = [
 ];
 
 function searchForm(params) {
-  const field = (name, label, attrs = {}) =>
-    h("label", {}, h("span", {}, label), h("input", { name, value: params.get(name) || "", ...attrs }));
   const form = h("form", { class: "search", role: "search" },
-    TEXT_FIELDS.map(([name, label]) => field(name, label, { type: "search" })),
-    field("from", "Date from", { type: "date" }),
-    field("to", "Date to", { type: "date" }),
-    field("modality", "Modality", { type: "text", placeholder: "CT, MR…", size: 6 }),
-    field("labels", "Labels", { type: "text" }),
+    studyFields(params),
+    h("label", {}, h("span", {}, "Labels"),
+      h("input", { name: "labels", type: "text", value: params.get("labels") || "" })),
     h("label", {}, h("span", {}, "Per page"), h("select", { name: "size" },
       PAGE_SIZES.map((s) => h("option", { value: s, selected: s === (params.get("size") || "50") }, s)))),
     h("div", { class: "search-buttons" },

@@ -4,6 +4,7 @@ import { h, replace } from "../dom.js";
 import { formatSize, plural } from "../format.js";
 import { actionBar } from "../widgets/actions.js";
 import { breadcrumbs, studyTitle } from "../widgets/breadcrumbs.js";
+import { dicomwebLinks } from "../widgets/dicomweb.js";
 import { labelsEditor } from "../widgets/labels.js";
 import { mainTags } from "../widgets/maintags.js";
 import { dataTable } from "../widgets/table.js";
@@ -24,6 +25,7 @@ export async function renderStudy(main, { id }) {
         `${plural(stats.CountSeries, "series")} · ${plural(stats.CountInstances, "instance")} · ${formatSize(stats.DiskSize)}`)),
     actionBar("studies", study, title),
     labelsEditor("studies", id, study.Labels || []),
+    await dicomwebLinks("studies", study),
     h("div", { class: "columns" },
       h("section", { class: "card" }, h("h2", {}, "Study"), mainTags(study.MainDicomTags),
         h("h2", {}, "Patient"), mainTags(study.PatientMainDicomTags)),

@@ -1,6 +1,6 @@
 // The server: /system, /statistics and the loaded plugins (/plugins).
 import { api } from "../api.js";
-import { serverSystem } from "../capabilities.js";
+import { serverPlugins, serverSystem } from "../capabilities.js";
 import { h, replace } from "../dom.js";
 import { formatSize } from "../format.js";
 import { dataTable } from "../widgets/table.js";
@@ -10,7 +10,7 @@ function facts(pairs) {
 }
 
 export async function renderSystem(main) {
-  const [system, stats, names] = await Promise.all([serverSystem(), api.get("/statistics"), api.get("/plugins")]);
+  const [system, stats, names] = await Promise.all([serverSystem(), api.get("/statistics"), serverPlugins()]);
   const plugins = await Promise.all(names.filter((n) => n !== "explorer.js").map((n) => api.get(`/plugins/${n}`)));
   replace(main,
     h("header", { class: "page-header" }, h("h1", {}, system.Name || "System"),
