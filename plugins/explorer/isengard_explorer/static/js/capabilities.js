@@ -1,5 +1,5 @@
-// What the server can do, read once: /system (Orthanc 1.12.5's "HasExtendedFind" brings OrderBy to /tools/find,
-// which lets the study list sort all matches on the server instead of one page in the browser) and /plugins
+// What the server can do, read once: /system (OrderBy in /tools/find lets the study list sort all matches on the
+// server instead of one page in the browser) and /plugins
 // (the pages and links that need a plugin: the Lua console, DICOMweb addresses).
 import { api } from "./api.js";
 
@@ -11,9 +11,11 @@ export async function serverSystem() {
   return system;
 }
 
-export async function hasExtendedFind() {
+// OrderBy in /tools/find: Orthanc says so with HasExtendedFind; Isengard has it without the rest of that
+// capability (ResponseContent...), so it does not claim it.
+export async function hasOrderBy() {
   const info = await serverSystem();
-  return !!(info.Capabilities && info.Capabilities.HasExtendedFind);
+  return !!((info.Capabilities && info.Capabilities.HasExtendedFind) || info.IsengardVersion);
 }
 
 export async function serverPlugins() {

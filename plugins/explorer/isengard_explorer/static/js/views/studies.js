@@ -1,7 +1,7 @@
 // The study list: a search form backed by /tools/find, a sortable table, pages fetched with Since/Limit so a
 // store of any size answers as fast as its first page.
 import { api } from "../api.js";
-import { hasExtendedFind } from "../capabilities.js";
+import { hasOrderBy } from "../capabilities.js";
 import { h, replace } from "../dom.js";
 import { formatDate, formatName, plural } from "../format.js";
 import { navigate } from "../router.js";
@@ -75,7 +75,7 @@ export async function renderStudies(main, _args, params) {
   const page = Math.max(0, Number(params.get("page")) || 0);
   const sort = params.get("sort") ? { key: params.get("sort"), dir: params.get("dir") || "asc" } : null;
   const body = findBody(params);
-  const extended = await hasExtendedFind();
+  const extended = await hasOrderBy();
   const serverSort = !!sort && extended && COLUMNS.some((c) => c.key === sort.key && c.dicom);
   const pageBody = { ...body, Expand: true, Since: page * size, Limit: size, RequestedTags: COUNTS };
   if (serverSort) pageBody.OrderBy = [{ Type: "DicomTag", Key: sort.key, Direction: sort.dir.toUpperCase() }];
