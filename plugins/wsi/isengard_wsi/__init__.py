@@ -1,7 +1,7 @@
 """Whole-slide imaging: the pyramids of VL Whole Slide Microscopy series and their tiles, served on the routes
 and with the answers of Orthanc's WSI plugin (orthanc-wsi, Orthanc Book plugins/wsi.rst).
 
-This first part serves slides already stored as DICOM; the DICOMizer (slides in vendor formats to DICOM) is next.
+The DICOMizer (tiled TIFF and plain images to DICOM, ``isengard-wsi-dicomizer``) is the dicomizer package.
 """
 
 from __future__ import annotations
