@@ -2,7 +2,8 @@
 and pynetdicom (a slow destination, to cancel a move while it runs).
 
 One server holds Brainix, Comunix and the transfer-syntax samples; its modalities are the destinations below and
-the AETs allowed to retrieve.
+the AETs allowed to retrieve. At the end, the choice of retrieve method after a C-FIND (Orthanc 1.12.6): a remote
+Isengard that knows no modality at all, so that only a C-GET brings anything back from it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from isengard.testing import ServerProcess, SlowStoreScp, free_port, instance_id, latencies_during, sample
+from isengard.testing import (
+    ServerProcess,
+    SlowStoreScp,
+    assert_orthanc_error,
+    free_port,
+    instance_id,
+    latencies_during,
+    sample,
+    wait_job,
+)
 
 AET = "ISENGARD"
 BRAINIX_STUDY = "2.16.840.1.113669.632.20.1211.10000357775"
@@ -344,3 +354,141 @@ def test_get_refused(server: ServerProcess, aet: str) -> None:
         assoc.release()
     assert statuses == [GET_FAILED]
     assert_serving(server)
+
+
+# -- after a C-FIND: C-MOVE or C-GET ---------------------------------------------------------------------------
+FLAIR_QUERY = {"Level": "Series", "Query": {"SeriesInstanceUID": BRAINIX_FLAIR}}
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Holds Brainix; knows no modality, so it can C-MOVE to nobody, and answers C-FIND and C-GET from anyone."""
+    config = {"DicomAet": "REMOTE", "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True}
+    srv = ServerProcess(tmp_path_factory.mktemp("remote"), config).start()
+    srv.upload(*sample("Brainix").rglob("*.dcm"))
+    yield srv
+    srv.stop()
+
+
+def remote_modality(remote: ServerProcess, **fields: Any) -> dict[str, Any]:
+    return {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.config["DicomPort"], **fields}
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory, remote: ServerProcess) -> Iterator[ServerProcess]:
+    """Asks the remote; "getter" says C-GET, "plain" leaves it to DicomDefaultRetrieveMethod (C-MOVE)."""
+    modalities = {
+        "getter": remote_modality(remote, RetrieveMethod="C-GET"),
+        "plain": ["REMOTE", "127.0.0.1", remote.config["DicomPort"]],
+    }
+    srv = ServerProcess(tmp_path_factory.mktemp("local"), {"DicomAet": "LOCAL", "DicomModalities": modalities})
+    yield srv.start()
+    srv.stop()
+
+
+def ask(server: ServerProcess, modality: str) -> str:
+    """A new query of the Flair series on ``modality``, with none of its instances here yet."""
+    for found in server.post("/tools/lookup", content=BRAINIX_FLAIR).json():
+        server.client().delete(found["Path"])
+    answer = server.post(f"/modalities/{modality}/query", json=FLAIR_QUERY)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["ID"])
+
+
+def flair_here(server: ServerProcess) -> set[str]:
+    """The SOPInstanceUIDs of the Flair series this server holds, each checked to have come by C-GET."""
+    [found] = server.post("/tools/lookup", content=BRAINIX_FLAIR).json()
+    out = set()
+    for instance in server.get(f"{found['Path']}/instances").json():
+        metadata = server.get(f"/instances/{instance['ID']}/metadata?expand").json()
+        assert (metadata["Origin"], metadata["RemoteAET"]) == ("DicomProtocol", "REMOTE")
+        out.add(instance["MainDicomTags"]["SOPInstanceUID"])
+    return out
+
+
+FLAIR = sorted(sample("Brainix", "Flair").iterdir())
+
+
+def test_retrieve_method_in_modality_definitions(local: ServerProcess) -> None:
+    expanded = local.get("/modalities?expand").json()
+    assert (expanded["getter"]["RetrieveMethod"], expanded["plain"]["RetrieveMethod"]) == ("C-GET", "SystemDefault")
+    assert local.get("/modalities/getter/configuration").json() == expanded["getter"]
+
+
+def test_a_modality_that_says_c_get(local: ServerProcess) -> None:
+    query_id = ask(local, "getter")
+    # TargetAet names no one the remote knows: with C-GET, this server is the destination anyway
+    report = local.post(f"/queries/{query_id}/retrieve", json={"TargetAet": "NOBODY"})
+    assert report.status_code == 200, report.text
+    assert report.json() == {
+        "Description": "REST API",
+        "LocalAet": "LOCAL",
+        "Query": [{"0008,0050": "0", "0008,0052": "SERIES", "0010,0020": "5Yp0E", "0020,000d": BRAINIX_STUDY,
+                   "0020,000e": BRAINIX_FLAIR}],
+        "RemoteAet": "REMOTE",
+    }  # fmt: skip
+    assert flair_here(local) == uids(FLAIR)
+
+
+def test_c_get_as_a_job(local: ServerProcess) -> None:
+    query_id = ask(local, "getter")
+    started = local.post(f"/queries/{query_id}/answers/0/retrieve", json={"Synchronous": False}).json()
+    assert started["Path"] == f"/jobs/{started['ID']}"
+    job = wait_job(local, started["ID"])
+    assert (job["State"], job["Type"], job["Progress"]) == ("Success", "DicomGetScu", 100)
+    assert job["Content"]["RemoteAet"] == "REMOTE" and "TargetAet" not in job["Content"]
+    assert flair_here(local) == uids(FLAIR)
+
+
+def test_the_body_overrides_the_modality(local: ServerProcess) -> None:
+    query_id = ask(local, "getter")
+    # a C-MOVE asks the remote to send to LOCAL, a destination it does not know
+    error = assert_orthanc_error(local.post(f"/queries/{query_id}/retrieve", json={"RetrieveMethod": "C-MOVE"}), 422)
+    assert "C-MOVE" in error["Details"]
+    assert local.post("/tools/lookup", content=BRAINIX_FLAIR).json() == []
+    query_id = ask(local, "plain")  # SystemDefault, and DicomDefaultRetrieveMethod is C-MOVE
+    assert "C-MOVE" in assert_orthanc_error(local.post(f"/queries/{query_id}/retrieve", content=b""), 422)["Details"]
+    for body in ({"RetrieveMethod": "C-GET"}, {"RetrieveMethod": "C-GET", "Asynchronous": True}):
+        query_id = ask(local, "plain")
+        answer = local.post(f"/queries/{query_id}/retrieve", json=body).json()
+        if "ID" in answer:
+            assert wait_job(local, answer["ID"])["Type"] == "DicomGetScu"
+        assert flair_here(local) == uids(FLAIR)
+
+
+def test_default_retrieve_method_option(isengard: Any, remote: ServerProcess) -> None:
+    """DicomDefaultRetrieveMethod applies to the modalities that say SystemDefault, not to the others."""
+    modalities = {
+        "plain": ["REMOTE", "127.0.0.1", remote.config["DicomPort"]],
+        "mover": remote_modality(remote, RetrieveMethod="C-MOVE"),
+    }
+    srv = isengard({"DicomAet": "LOCAL", "DicomDefaultRetrieveMethod": "C-GET", "DicomModalities": modalities})
+    assert srv.get("/system").json()["DicomDefaultRetrieveMethod"] == "C-GET"
+    query_id = ask(srv, "plain")
+    started = srv.post(f"/queries/{query_id}/retrieve", json={"Synchronous": False}).json()
+    assert wait_job(srv, started["ID"])["Type"] == "DicomGetScu"
+    assert flair_here(srv) == uids(FLAIR)
+    query_id = ask(srv, "mover")
+    started = srv.post(f"/queries/{query_id}/retrieve", json={"Synchronous": False}).json()
+    job = wait_job(srv, started["ID"])
+    assert (job["Type"], job["State"]) == ("DicomMoveScu", "Failure")
+
+
+def test_bad_retrieve_method(local: ServerProcess) -> None:
+    query_id = ask(local, "getter")
+    for value, orthanc_error in [("C-FOO", "Parameter out of range"), ("c-get", "Parameter out of range"),
+                                 (3, "Bad file format")]:  # fmt: skip
+        r = local.post(f"/queries/{query_id}/retrieve", json={"RetrieveMethod": value})
+        assert_orthanc_error(r, 400, orthanc_error)
+    assert local.post("/tools/lookup", content=BRAINIX_FLAIR).json() == []
+
+
+def test_modality_get_as_a_job(local: ServerProcess) -> None:
+    ask(local, "plain")  # to forget the Flair series here
+    resources = [{"StudyInstanceUID": BRAINIX_STUDY, "SeriesInstanceUID": BRAINIX_FLAIR}]
+    body = {"Level": "Series", "Resources": resources, "Synchronous": False}
+    started = local.post("/modalities/plain/get", json=body).json()
+    job = wait_job(local, started["ID"])
+    assert (job["State"], job["Type"], job["Progress"]) == ("Success", "DicomGetScu", 100)
+    assert job["Content"]["Query"] == [{"0008,0052": "SERIES", "0020,000d": BRAINIX_STUDY, "0020,000e": BRAINIX_FLAIR}]
+    assert flair_here(local) == uids(FLAIR)

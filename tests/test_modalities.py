@@ -28,6 +28,7 @@ FIELDS = {
     "LocalAet",
     "Manufacturer",
     "Port",
+    "RetrieveMethod",
     "Timeout",
     "UseDicomTls",
 }
@@ -56,12 +57,16 @@ def test_declared_modalities_in_orthancs_form(server: ServerProcess) -> None:
     for definition in expanded.values():
         assert set(definition) == FIELDS
     assert expanded["short"] == {
-        **dict.fromkeys(FIELDS - {"AET", "Host", "LocalAet", "Manufacturer", "Port", "Timeout", "UseDicomTls"}, True),
+        **dict.fromkeys(
+            FIELDS - {"AET", "Host", "LocalAet", "Manufacturer", "Port", "RetrieveMethod", "Timeout", "UseDicomTls"},
+            True,
+        ),
         "AET": "SHORT",
         "Host": "127.0.0.1",
         "LocalAet": "",
         "Manufacturer": "Generic",
         "Port": DEAD_PORT,
+        "RetrieveMethod": "SystemDefault",
         "Timeout": 0,
         "UseDicomTls": False,
     }
@@ -89,6 +94,7 @@ def test_put_get_delete(server: ServerProcess) -> None:
             "LocalAet": "ME",
             "Timeout": 7,
             "UseDicomTls": True,
+            "RetrieveMethod": "C-GET",
         }
         assert c.put("/modalities/added", json=body).status_code == 200  # replaces
         added = c.get("/modalities/added/configuration").json()
@@ -96,6 +102,7 @@ def test_put_get_delete(server: ServerProcess) -> None:
         assert added["AllowNAction"] is False and added["AllowEventReport"] is False and added["AllowEcho"] is False
         assert added["AllowFind"] is True
         assert (added["LocalAet"], added["Timeout"], added["UseDicomTls"]) == ("ME", 7, True)
+        assert added["RetrieveMethod"] == "C-GET"
         assert c.get("/modalities").json() == ["added", "long", "short"]
         r = c.delete("/modalities/added")
         assert r.status_code == 200 and r.text == ""
@@ -129,6 +136,13 @@ def test_put_get_delete(server: ServerProcess) -> None:
             400,
             15,
             "Unsigned integer value expected in field: Timeout",
+        ),
+        ({"AET": "X", "Host": "h", "Port": 1, "RetrieveMethod": "C-FOO"}, 400, 3, 'Unknown retrieve method: "C-FOO"'),
+        (
+            {"AET": "X", "Host": "h", "Port": 1, "RetrieveMethod": 1},
+            400,
+            15,
+            "String value expected in field: RetrieveMethod",
         ),
         (["X", "h"], 400, 15, None),
         (["X", "h", 1, "GE", 5], 400, 15, None),

@@ -58,6 +58,7 @@ KERNEL_OPTIONS: tuple[Option, ...] = (
     Option("DefaultPrivateCreator", "", "Private creator of private tags set by /tools/create-dicom without one."),
     Option("DicomModalities", {}, 'Known DICOM peers: {"name": ["AET", "host", port]}.'),
     Option("DicomModalitiesInDatabase", False, "Ignored: modalities added over REST always persist in the index."),
+    Option("DicomDefaultRetrieveMethod", "C-MOVE", 'How /queries/{id}/retrieve retrieves: "C-MOVE" or "C-GET".'),
     Option("DicomAlwaysAllowEcho", True, "Answer C-ECHO from any AET, known or not."),
     Option("DicomAlwaysAllowStore", True, "Accept C-STORE from any AET, known or not."),
     Option("DicomAlwaysAllowFind", False, "Answer C-FIND from any AET (otherwise known modalities only)."),

@@ -41,6 +41,8 @@ MANUFACTURERS = {
     "SyngoVia": "GenericNoWildcardInDates",
     "AgfaImpax": "GenericNoWildcardInDates",
 }
+#: How to retrieve after a C-FIND (Orthanc 1.12.6): "SystemDefault" defers to DicomDefaultRetrieveMethod.
+RETRIEVE_METHODS = ("C-MOVE", "C-GET", "SystemDefault")
 
 
 def _bad_field(kind: str, name: str) -> OrthancError:
@@ -65,6 +67,15 @@ def _manufacturer(value: Any) -> str:
     if value not in MANUFACTURERS:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Unknown modality manufacturer: "{value}"')
     return MANUFACTURERS[value]
+
+
+def retrieve_method(value: Any) -> str:
+    """One of RETRIEVE_METHODS, as spelled by Orthanc; "Parameter out of range" otherwise."""
+    if not isinstance(value, str):
+        raise _bad_field("String", "RetrieveMethod")
+    if value not in RETRIEVE_METHODS:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Unknown retrieve method: "{value}"')
+    return value
 
 
 def _string(body: dict[str, Any], name: str, default: str | None = None) -> str:
@@ -98,6 +109,7 @@ class Modality:
     local_aet: str = ""
     timeout: int = 0
     use_dicom_tls: bool = False
+    retrieve_method: str = "SystemDefault"
 
     @classmethod
     def parse(cls, value: Any) -> Modality:
@@ -125,6 +137,7 @@ class Modality:
             _string(value, "LocalAet", ""),
             _unsigned(value, "Timeout"),
             _boolean(value, "UseDicomTls", False),
+            retrieve_method(value.get("RetrieveMethod", "SystemDefault")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +149,7 @@ class Modality:
             "LocalAet": self.local_aet,
             "Manufacturer": self.manufacturer,
             "Port": self.port,
+            "RetrieveMethod": self.retrieve_method,
             "Timeout": self.timeout,
             "UseDicomTls": self.use_dicom_tls,
         }
@@ -143,6 +157,14 @@ class Modality:
 
     def allows(self, permission: str) -> bool:
         return self.permissions.get(permission, True)
+
+    def retrieves_by(self, asked: str, default: str) -> str:
+        """The method to use, "C-MOVE" or "C-GET": what a request asks, else this modality's choice, else the
+        server's default (DicomDefaultRetrieveMethod), each unless "SystemDefault"."""
+        for choice in (asked, self.retrieve_method):
+            if choice != "SystemDefault":
+                return choice
+        return "C-MOVE" if retrieve_method(default) == "SystemDefault" else default
 
 
 class Modalities(Registry[Modality]):

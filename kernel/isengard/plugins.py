@@ -46,6 +46,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "isengard.dicom.cfind",
     "isengard.jobs.dicom_store",
     "isengard.jobs.dicom_move",
+    "isengard.jobs.dicom_get",
     "isengard.rest.modify",
     "isengard.jobs.modify",
     "isengard.jobs.archive",

@@ -451,7 +451,12 @@ def find_worklist(peer: Peer, identifier: Dataset) -> list[Dataset]:
         return _collect_find(assoc, peer, identifier, ModalityWorklistInformationFind)
 
 
-def _final_status(operation: str, peer: Peer, responses: Iterable[tuple[Dataset, Dataset | None]]) -> Dataset:
+def _final_status(
+    operation: str,
+    peer: Peer,
+    responses: Iterable[tuple[Dataset, Dataset | None]],
+    on_pending: Callable[[Dataset], None] | None = None,
+) -> Dataset:
     final = None
     for status, _ in responses:
         if not status or "Status" not in status:
@@ -459,6 +464,8 @@ def _final_status(operation: str, peer: Peer, responses: Iterable[tuple[Dataset,
         final = status
         if int(status.Status) not in _PENDING:
             break
+        if on_pending is not None:
+            on_pending(status)
     if final is None or int(final.Status) not in _OK:
         raise _failed(operation, peer, final)
     return final
@@ -509,8 +516,10 @@ def get(
     identifiers: list[Dataset],
     transfer_syntaxes: list[str],
     receive: Callable[[bytes], int],
+    progress: Callable[[float], None] | None = None,
 ) -> None:
-    """C-GET each identifier; ``receive`` gets each file the peer sends back and answers a C-STORE status.
+    """C-GET each identifier; ``receive`` gets each file the peer sends back and answers a C-STORE status;
+    ``progress`` (0..1 of the whole) follows the peer's counts of sub-operations, as a job's progress does.
 
     The association proposes, with this side as their SCP, the storage classes a C-FIND says will come, in every
     transfer syntax this server accepts; when the peer does not tell, pynetdicom's common storage classes,
@@ -526,5 +535,20 @@ def get(
         return receive(bytes(event.encoded_dataset()))
 
     with associate(peer, [build_context(model), *storage], ext_neg=roles, handlers=[(evt.EVT_C_STORE, on_store)]) as a:
-        for identifier in identifiers:
-            _final_status("C-GET", peer, a.send_c_get(identifier, model))
+        for position, identifier in enumerate(identifiers):
+            _final_status("C-GET", peer, a.send_c_get(identifier, model), _share(position, len(identifiers), progress))
+
+
+def _share(position: int, count: int, progress: Callable[[float], None] | None) -> Callable[[Dataset], None] | None:
+    """The ``on_pending`` of one of ``count`` retrievals: its sub-operations done, as a share of the whole."""
+    if progress is None:
+        return None
+    report = progress
+
+    def on_pending(status: Dataset) -> None:
+        counts = [int(status.get(f"Number{k}Suboperations", 0) or 0) for k in ("OfCompleted", "OfFailed", "OfWarning")]
+        remaining = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
+        done = sum(counts)
+        report((position + (done / (done + remaining) if done + remaining else 0)) / count)
+
+    return on_pending

@@ -1,7 +1,7 @@
 """/modalities: the known DICOM peers, and C-ECHO, C-STORE, C-MOVE and C-GET towards them (C-FIND: queries.py).
 
-Bodies, answers and errors are Orthanc's (1.10, with the 1.12 additions /tools/dicom-echo and C-GET). C-STORE
-and C-MOVE run as jobs when asked ("Asynchronous": true or "Synchronous": false), answering {"ID", "Path"} of
+Bodies, answers and errors are Orthanc's (1.10, with the 1.12 additions /tools/dicom-echo and C-GET). C-STORE,
+C-MOVE and C-GET run as jobs when asked ("Asynchronous": true or "Synchronous": false), answering {"ID", "Path"} of
 the job; otherwise they run within the request, whose answer is the report.
 """
 
@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pydicom
@@ -23,12 +22,12 @@ from .. import hookimpl
 from ..context import ServerContext
 from ..dicom import commitment, scu
 from ..dicom.json import JsonFormat, dataset_to_json
-from ..dicom.network import accepted_transfer_syntaxes
 from ..dicom.parse import dataset_text, read_header
 from ..dicom.pool import POOL
 from ..dicom.tags import keyword_of, parse_tag
 from ..errors import ErrorCode, OrthancError, unknown_resource
-from ..jobs import dicom_move, dicom_store
+from ..jobs import dicom_get, dicom_move, dicom_store
+from ..jobs.dicom_move import retrieve_answer
 from ..modalities import Modalities, Modality
 from ..model import ResourceType
 from .app import current_user
@@ -351,41 +350,22 @@ async def move(name: str) -> Response:
     return answer({})
 
 
-def receiver(ctx: ServerContext, peer: scu.Peer, loop: asyncio.AbstractEventLoop) -> Callable[[bytes], int]:
-    """Stores each file a C-GET brings back, from the association's thread; answers a C-STORE status."""
-    origin = {
-        "Origin": "DicomProtocol",
-        "RemoteAET": peer.aet,
-        "RemoteIP": peer.host,
-        "CalledAET": peer.local_aet,
-        "HttpUsername": current_user() or "",
-    }
-
-    def receive(data: bytes) -> int:
-        try:
-            asyncio.run_coroutine_threadsafe(ctx.store.ingest(data, origin), loop).result()
-        except OrthancError as e:
-            return 0xA700 if e.code is ErrorCode.FULL_STORAGE else 0xC000
-        return 0x0000
-
-    return receive
-
-
-def retrieve_answer(peer: scu.Peer, identifiers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Orthanc's report of a retrieval: who asked whom for what."""
-    return {"Description": "REST API", "LocalAet": peer.local_aet, "Query": identifiers, "RemoteAet": peer.aet}
-
-
 @bp.post("/modalities/<name>/get")
 async def get(name: str) -> Response:
-    """C-GET resources (by their DICOM identifiers) from the modality, storing what it sends here."""
+    """C-GET resources (by their DICOM identifiers) from the modality, storing what it sends here (as a job with
+    ``"Asynchronous": true``)."""
     ctx = context()
     body = await raw_json()
     level, identifiers = _retrieve_request(body)
     peer = await peer_for(name, body)
-    receive = receiver(ctx, peer, asyncio.get_running_loop())
-    await scu.run(scu.get, peer, level, identifiers, accepted_transfer_syntaxes(ctx.config), receive)
-    return answer(retrieve_answer(peer, [echoed(scu.unpack(scu.pack(i)), JsonFormat.SHORT) for i in identifiers]))
+    synchronous, priority = job_request(body)
+    query = [echoed(scu.unpack(scu.pack(i)), JsonFormat.SHORT) for i in identifiers]
+    username = current_user() or ""
+    if not synchronous:
+        job_id = await dicom_get.submit(ctx, peer, level, identifiers, query, username=username, priority=priority)
+        return submitted(job_id)
+    await dicom_get.get(ctx, peer, level, identifiers, username)
+    return answer(retrieve_answer(peer, query))
 
 
 @hookimpl

@@ -25,10 +25,12 @@ from ..dicom import scu
 from ..dicom.json import JsonFormat
 from ..dicom.tags import keyword_of
 from ..errors import ErrorCode, OrthancError
-from ..jobs import dicom_move
-from ..modalities import Modality
+from ..jobs import dicom_get, dicom_move
+from ..jobs.dicom_move import retrieve_answer
+from ..modalities import Modality, retrieve_method
 from ..model import ResourceType
 from ..plugins import first_replacement
+from .app import current_user
 from .common import answer, context, text_answer
 from .jobs import job_request, submitted
 from .modalities import (
@@ -41,7 +43,6 @@ from .modalities import (
     object_body,
     peer_for,
     raw_json,
-    retrieve_answer,
     str_field,
     tags_json,
     tags_object,
@@ -411,16 +412,20 @@ async def query_filters(query_id: str) -> Response:
 
 # -- retrieving ------------------------------------------------------------------------------------------------
 async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
-    """C-MOVE the answers to the body's AET (plain text, or {"TargetAet", "Timeout", "Full", "Simplify"}); as a
-    job with ``"Asynchronous": true``."""
+    """C-MOVE the answers to the body's AET (plain text, or {"TargetAet", "Timeout", "Full", "Simplify"}), or C-GET
+    them here: as the body's "RetrieveMethod" says, else the modality's, else DicomDefaultRetrieveMethod (Orthanc
+    1.12.6); as a job with ``"Asynchronous": true``."""
     ctx = context()
     raw = (await request.get_data()).strip()
     body: dict[str, Any] = {}
     target = raw.decode("utf-8", "replace")
+    asked = "SystemDefault"
     if raw.startswith(b"{"):
         body = await object_body()
         target = str_field(body, "TargetAet")
         bool_field(body, "Permissive", False)
+        asked = retrieve_method(body.get("RetrieveMethod", asked))
+    method = Modality.parse(stored.remote).retrieves_by(asked, ctx.config.str("DicomDefaultRetrieveMethod"))
     synchronous, priority = job_request(body)
     if bool_field(body, "Full", False):
         fmt = JsonFormat.FULL
@@ -436,6 +441,15 @@ async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
         report = scu.dataset_of(values_of(found, _ECHOED_KEYS))
         report.QueryRetrieveLevel = scu.LEVEL_NAMES[stored.level]
         reported.append(echoed(report, fmt))
+    if method == "C-GET":  # this server is the destination, whatever TargetAet says
+        username = current_user() or ""
+        if not synchronous:
+            job_id = await dicom_get.submit(
+                ctx, peer, stored.level, identifiers, reported, username=username, priority=priority
+            )
+            return submitted(job_id)
+        await dicom_get.get(ctx, peer, stored.level, identifiers, username)
+        return answer(retrieve_answer(peer, reported))
     target = target or ctx.config.str("DicomAet")
     if not synchronous:
         job_id = await dicom_move.submit(ctx, peer, stored.level, identifiers, target, reported, priority=priority)
@@ -446,14 +460,14 @@ async def _retrieve(stored: StoredQuery, answers: list[Dataset]) -> Response:
 
 @bp.post("/queries/<query_id>/retrieve")
 async def retrieve_all(query_id: str) -> Response:
-    """C-MOVE every answer of a kept query to ``TargetAet`` (default: this server)."""
+    """C-MOVE every answer of a kept query to ``TargetAet`` (default: this server), or C-GET them here."""
     stored = await QueryArchive(context()).get(query_id)
     return await _retrieve(stored, stored.answers)
 
 
 @bp.post("/queries/<query_id>/answers/<index>/retrieve")
 async def retrieve_one(query_id: str, index: str) -> Response:
-    """C-MOVE one answer of a kept query to ``TargetAet`` (default: this server)."""
+    """C-MOVE one answer of a kept query to ``TargetAet`` (default: this server), or C-GET it here."""
     stored = await QueryArchive(context()).get(query_id)
     return await _retrieve(stored, [stored.answer_at(index)])
 

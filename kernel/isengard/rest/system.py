@@ -37,6 +37,7 @@ async def system() -> Response:
             "DatabaseServerIdentifier": "Orthanc",
             "DatabaseVersion": 6,
             "DicomAet": config.str("DicomAet"),
+            "DicomDefaultRetrieveMethod": config.str("DicomDefaultRetrieveMethod"),
             "DicomPort": config.int("DicomPort"),
             "HasLabels": True,
             "HttpPort": config.int("HttpPort"),
