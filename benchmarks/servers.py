@@ -2,7 +2,7 @@
 
 Only what must differ is set (name, folders, ports). Both keep their defaults for the rest: SQLite index, no
 storage compression, fsync of every stored file (SyncStorageArea), default HTTP server and thread counts, and no
-Orthanc plugin (the configuration lists none).
+Orthanc plugin unless a benchmark adds one (``config``, e.g. ``Plugins`` for Orthanc's DICOMweb plugin).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -78,11 +79,12 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """One server process on its own folder and ports; :meth:`start` returns the time to the first 200."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, config: dict[str, Any] | None = None) -> None:
         if kind not in ("Isengard", "Orthanc"):
             raise ValueError(kind)
         self.kind = kind
         self.workdir = workdir
+        self.config = config or {}  # options on top of the common ones (a plugin for this benchmark)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -98,6 +100,7 @@ class Server:
             "IndexDirectory": str(storage),
             "HttpPort": self.port,
             "DicomPort": free_port(),
+            **self.config,
         }
         path = self.workdir / "config.json"
         path.write_text(json.dumps(config, indent=2))

@@ -106,13 +106,18 @@ def ingest(base_url: str, files: list[Path], count: int, desc: str) -> Batch:
     return run_batch(base_url, _post_file, map(str, files), count, desc)
 
 
-def download(base_url: str, paths: list[str], count: int, desc: str, *, gzip: bool = False) -> Batch:
+def download(
+    base_url: str, paths: list[str], count: int, desc: str, *, gzip: bool = False, accept: str | None = None
+) -> Batch:
     """GET every path (e.g. /instances/ID/file); bytes counted are the decoded bodies.
 
     Unless ``gzip``, the client asks for the body as it is: Orthanc otherwise gzips DICOM files and PNGs for any
     client that accepts it (httpx does by default), and the figure would measure zlib rather than the route.
+    ``accept`` is the Accept header, for routes that negotiate their answer (DICOMweb's).
     """
     headers = {} if gzip else {"Accept-Encoding": "identity"}
+    if accept is not None:
+        headers["Accept"] = accept
     return run_batch(base_url, _get, paths, count, desc, headers)
 
 
@@ -122,17 +127,26 @@ def route_exists(base_url: str, path: str) -> bool:
         return client.get(path).status_code == 200
 
 
-def find_latencies(base_url: str, body: dict[str, Any], repeat: int, desc: str) -> tuple[list[float], int]:
-    """Seconds of each of ``repeat`` sequential POST /tools/find (after a warm-up), and the number of answers."""
-    with httpx.Client(base_url=base_url, timeout=120) as client:
-        warm = client.post("/tools/find", json=body)
+def latencies(
+    base_url: str, method: str, path: str, repeat: int, desc: str, **request: Any
+) -> tuple[list[float], httpx.Response]:
+    """Seconds of each of ``repeat`` sequential requests, whole answer read, after a warm-up one (not timed, and
+    returned: what the route answers); ``request`` holds httpx's arguments (``json``, ``params``, ``headers``)."""
+    with httpx.Client(base_url=base_url, timeout=300) as client:
+        warm = client.request(method, path, **request)
         warm.raise_for_status()
         timings = []
         for _ in tqdm(range(repeat), desc=desc, unit="req", leave=False):
             started = time.perf_counter()
-            r = client.post("/tools/find", json=body)
+            r = client.request(method, path, **request)
             timings.append(time.perf_counter() - started)
             r.raise_for_status()
+    return timings, warm
+
+
+def find_latencies(base_url: str, body: dict[str, Any], repeat: int, desc: str) -> tuple[list[float], int]:
+    """Seconds of each of ``repeat`` sequential POST /tools/find (after a warm-up), and the number of answers."""
+    timings, warm = latencies(base_url, "POST", "/tools/find", repeat, desc, json=body)
     return timings, len(warm.json())
 
 
