@@ -16,7 +16,7 @@ from isengard.context import ServerContext
 from isengard.dicom.parse import ParsedInstance
 from isengard.model import ResourceType
 
-from . import iiif, rest
+from . import iiif, rest, viewer
 from .cache import PyramidCache
 
 #: One cache per running server, by the identity of its context.
@@ -50,6 +50,7 @@ def register_routes(app: Quart, context: ServerContext) -> None:
     app.config[rest.APP_KEY] = _cache(context)
     app.config[iiif.SETTINGS_KEY] = settings
     app.register_blueprint(rest.bp)
+    app.register_blueprint(viewer.bp)
     if settings["EnableIIIF"]:
         app.register_blueprint(iiif.bp)
 

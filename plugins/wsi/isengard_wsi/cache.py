@@ -2,7 +2,8 @@
 
 Building a pyramid reads the header of every instance of the series, and locating frames walks the pixel data
 once: both are far slower than a tile, so they are kept (orthanc-wsi keeps its pyramids the same way). A stored
-or deleted instance drops what it could have changed.
+or deleted instance drops what it could have changed. The on-the-fly pyramids of single frames are kept the same
+way, fewer of them as they hold decoded pixels.
 """
 
 from __future__ import annotations
@@ -10,15 +11,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from isengard.context import ServerContext
+from isengard.dicom.imaging import Extraction, decode_frame, extract, open_dataset
 from isengard.errors import unknown_resource
 from isengard.model import ResourceType
 
-from .pyramid import InstanceGeometry, Pyramid, TileSource, assemble, instance_geometry
+from .pyramid import FramePyramid, InstanceGeometry, Pyramid, TileSource, assemble, instance_geometry
 from .tiles import FrameRanges, frame_ranges, read_frame
 
 #: How many series keep their pyramid; the least recently used goes first.
 MAX_PYRAMIDS = 64
+#: How many decoded frames keep their on-the-fly pyramid (each holds the frame as RGB, plus a third for its levels).
+MAX_FRAME_PYRAMIDS = 4
 
 
 @dataclass
@@ -28,6 +34,7 @@ class PyramidCache:
     context: ServerContext
     pyramids: dict[str, Pyramid] = field(default_factory=dict)
     ranges: dict[str, FrameRanges | None] = field(default_factory=dict)
+    frames: dict[tuple[str, int], asyncio.Task[FramePyramid]] = field(default_factory=dict)
 
     async def pyramid(self, series_id: str) -> Pyramid:
         """The pyramid of a series; an unknown series, or one without a pyramid level, is a 404."""
@@ -58,12 +65,44 @@ class PyramidCache:
             self.ranges[source.instance_id] = await frame_ranges(self.context, source.instance_id, count)
         return await read_frame(self.context, source, self.ranges[source.instance_id])
 
+    async def frame_pyramid(self, instance_id: str, frame: int) -> FramePyramid:
+        """The on-the-fly pyramid of one frame, decoded once: the tiles a viewer asks for together share it."""
+        if await self.context.index.lookup(instance_id) is not ResourceType.INSTANCE:
+            self.forget_instance(instance_id)
+            raise unknown_resource(instance_id)
+        key = (instance_id, frame)
+        task = self.frames.pop(key, None)
+        if task is None:
+            task = asyncio.ensure_future(self._decode(instance_id, frame))
+        self.frames[key] = task  # most recently used last
+        while len(self.frames) > MAX_FRAME_PYRAMIDS:
+            self.frames.pop(next(iter(self.frames)))
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            if task.done() and self.frames.get(key) is task:
+                del self.frames[key]  # an undecodable frame is not kept
+            raise
+
+    async def _decode(self, instance_id: str, frame: int) -> FramePyramid:
+        data = await self.context.store.read_dicom(instance_id)
+
+        def build() -> FramePyramid:
+            """8-bit samples as they are (orthanc-wsi converts them to RGB); deeper ones stretched, as previews."""
+            decoded = decode_frame(open_dataset(data), frame)
+            pixels = decoded.pixels if decoded.pixels.dtype == np.uint8 else extract(decoded, Extraction.PREVIEW)
+            return FramePyramid.build(instance_id, frame, pixels)
+
+        return await asyncio.to_thread(build)
+
     def forget(self, series_id: str) -> None:
         pyramid = self.pyramids.pop(series_id, None)
         for instance_id in pyramid.instances if pyramid else ():
             self.ranges.pop(instance_id, None)
 
     def forget_instance(self, instance_id: str) -> None:
+        for key in [key for key in self.frames if key[0] == instance_id]:
+            del self.frames[key]
         for series_id, pyramid in list(self.pyramids.items()):
             if instance_id in pyramid.instances:
                 self.forget(series_id)
@@ -71,3 +110,4 @@ class PyramidCache:
     def clear(self) -> None:
         self.pyramids.clear()
         self.ranges.clear()
+        self.frames.clear()

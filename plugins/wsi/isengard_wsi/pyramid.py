@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -78,21 +79,25 @@ class Pyramid:
 
     def to_json(self) -> dict[str, Any]:
         """The answer of GET /wsi/pyramids/{series}, key for key what orthanc-wsi 1.1 answers."""
-        total_width, total_height = self.levels[0].width, self.levels[0].height
-        return {
-            "ID": self.series_id,
-            "Resolutions": [total_width / level.width for level in self.levels],
-            "Sizes": [[level.width, level.height] for level in self.levels],
-            "TilesCount": [list(level.tiles_count) for level in self.levels],
-            "TilesSizes": [[level.tile_width, level.tile_height] for level in self.levels],
-            "TotalHeight": total_height,
-            "TotalWidth": total_width,
-        }
+        return {"ID": self.series_id, **levels_json(self.levels)}
 
     def level(self, index: int) -> Level:
         if not 0 <= index < len(self.levels):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"This pyramid has {len(self.levels)} level(s)")
         return self.levels[index]
+
+
+def levels_json(levels: list[Level]) -> dict[str, Any]:
+    """The description of the levels that orthanc-wsi gives for series and frame pyramids alike."""
+    total_width, total_height = levels[0].width, levels[0].height
+    return {
+        "Resolutions": [total_width / level.width for level in levels],
+        "Sizes": [[level.width, level.height] for level in levels],
+        "TilesCount": [list(level.tiles_count) for level in levels],
+        "TilesSizes": [[level.tile_width, level.tile_height] for level in levels],
+        "TotalHeight": total_height,
+        "TotalWidth": total_width,
+    }
 
 
 def _int(ds: Dataset, keyword: str) -> int:
@@ -175,3 +180,62 @@ def assemble(series_id: str, instances: list[InstanceGeometry]) -> Pyramid:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Series {series_id} is not a whole-slide image")
     levels = sorted(by_size.values(), key=lambda level: (-level.width, -level.height))
     return Pyramid(series_id, levels, {geometry.instance_id: geometry for geometry in instances})
+
+
+#: The tile size of orthanc-wsi's on-the-fly pyramids, and their background colour (white).
+FRAME_TILE = 512
+FRAME_BACKGROUND = (255, 255, 255)
+
+
+@dataclass
+class FramePyramid:
+    """A pyramid computed from one decoded frame of any instance (orthanc-wsi 2.x's "on-the-fly" pyramids):
+    the frame as RGB, halved until it fits in one 512x512 tile; tiles are cut from these pictures."""
+
+    instance_id: str
+    frame: int
+    images: list[np.ndarray]  # (height, width, 3) uint8, the largest first
+
+    @classmethod
+    def build(cls, instance_id: str, frame: int, pixels: np.ndarray) -> FramePyramid:
+        image = np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels[:, :, :3]
+        images = [np.ascontiguousarray(image, dtype=np.uint8)]
+        while images[-1].shape[1] > FRAME_TILE or images[-1].shape[0] > FRAME_TILE:
+            images.append(_halve(images[-1]))
+        return cls(instance_id, frame, images)
+
+    @property
+    def levels(self) -> list[Level]:
+        return [Level(image.shape[1], image.shape[0], FRAME_TILE, FRAME_TILE) for image in self.images]
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer of GET /wsi/frames-pyramids/{instance}/{frame}, as orthanc-wsi 2.x's."""
+        return {
+            "ID": self.instance_id,
+            "FrameNumber": self.frame,
+            **levels_json(self.levels),
+            "BackgroundColor": "#{:02x}{:02x}{:02x}".format(*FRAME_BACKGROUND),
+        }
+
+    def tile(self, level: int, x: int, y: int) -> np.ndarray:
+        """One tile; what lies past the edge of the level (or a whole tile past it) is the background."""
+        if not 0 <= level < len(self.images):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"This pyramid has {len(self.images)} level(s)")
+        tile = np.empty((FRAME_TILE, FRAME_TILE, 3), np.uint8)
+        tile[...] = FRAME_BACKGROUND
+        part = self.images[level][y * FRAME_TILE : (y + 1) * FRAME_TILE, x * FRAME_TILE : (x + 1) * FRAME_TILE]
+        tile[: part.shape[0], : part.shape[1]] = part
+        return tile
+
+    @property
+    def size(self) -> int:
+        return sum(image.nbytes for image in self.images)
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    """Half the size (rounded down, at least one pixel), each pixel the mean of a 2x2 block."""
+    height, width = max(1, image.shape[0] // 2), max(1, image.shape[1] // 2)
+    rows = np.minimum(np.arange(2 * height), image.shape[0] - 1)
+    columns = np.minimum(np.arange(2 * width), image.shape[1] - 1)
+    blocks = image[rows][:, columns].reshape(height, 2, width, 2, 3).astype(np.uint16)
+    return ((blocks.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)

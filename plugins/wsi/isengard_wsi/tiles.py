@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import io
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, JPEG2000TransferSyntaxes, JPEGBaseline8Bit
 
 from isengard.context import ServerContext
 from isengard.dicom.imaging import ImageFormat, decode_frame, encode, raw_frame
+from isengard.errors import ErrorCode, OrthancError
 from isengard.model import CompressionType, MetadataType, ResourceType
 
 from .pyramid import Level, Pyramid, TileSource
@@ -159,6 +162,38 @@ def background(width: int, height: int, color: bool) -> np.ndarray:
 
 
 @functools.cache
-def background_tile(width: int, height: int, color: bool, jpeg: bool) -> bytes:
+def background_tile(width: int, height: int, color: bool, mime: str) -> bytes:
     """A whole tile of the background colour, encoded as the level's tiles are answered."""
-    return encode(background(width, height, color), ImageFormat.JPEG if jpeg else ImageFormat.PNG)
+    return encode_tile(background(width, height, color), mime)
+
+
+#: The picture types a tile can be answered in (orthanc-wsi 2.x).
+JPEG, PNG, JP2 = "image/jpeg", "image/png", "image/jp2"
+
+
+def negotiate(accept: str | None, default: str) -> str:
+    """The tile's type from the Accept header, as orthanc-wsi 2.x chooses it: the last of image/jpeg, image/png
+    and image/jp2 listed wins (parameters such as q are ignored); ``*/*`` or ``image/*`` alone keep the default,
+    which follows the stored frames; an Accept header naming none of these is a 406."""
+    if not accept or not accept.strip():
+        return default
+    chosen, acceptable = default, False
+    for entry in accept.split(","):
+        media = entry.split(";")[0].strip().lower()
+        if media in (JPEG, PNG, JP2):
+            chosen, acceptable = media, True
+        elif media in ("*/*", "image/*"):
+            acceptable = True
+    if not acceptable:
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"No tile format matches the Accept header: {accept}")
+    return chosen
+
+
+def encode_tile(pixels: np.ndarray, mime: str) -> bytes:
+    """Decoded pixels as PNG, JPEG (quality 90, as orthanc-wsi) or lossless JPEG 2000 (a JP2 file)."""
+    pixels = np.ascontiguousarray(pixels)
+    if mime == JP2:
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="JPEG2000", irreversible=False)
+        return out.getvalue()
+    return encode(pixels, ImageFormat.JPEG if mime == JPEG else ImageFormat.PNG)

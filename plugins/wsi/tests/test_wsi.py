@@ -291,3 +291,28 @@ def test_iiif_tiles(module_server: ServerProcess, series: dict[str, str]) -> Non
             (f"{base}/0,0,256,256/512,/0/default.jpg", 400, "Bad request"),
         ]:
             assert_orthanc_error(client.get(path), status, error)
+
+
+def test_tile_accept(module_server: ServerProcess, series: dict[str, str]) -> None:
+    """Accept picks JPEG, PNG or JPEG 2000 (orthanc-wsi 2.x; 1.1 ignores the header): the default follows the
+    stored frames, a JPEG frame asked as PNG or JPEG 2000 is decoded and encoded again, a raw one likewise, and
+    no image type at all is a 406 with Orthanc's JSON error."""
+    jpeg_tile, raw_tile = f"/wsi/tiles/{series['jpeg-ycbcr']}/0/1/1", f"/wsi/tiles/{series['raw']}/0/1/0"
+    with module_server.client() as client:
+        stored = client.get(jpeg_tile).content
+        for accept in ("*/*", "image/*", "image/jpeg", "image/png, image/jpeg;q=0.5"):  # the last type listed wins
+            mine = client.get(jpeg_tile, headers={"Accept": accept})
+            assert mine.headers["content-type"] == "image/jpeg" and mine.content == stored, accept
+        png = client.get(jpeg_tile, headers={"Accept": "text/html, image/png"})
+        assert png.headers["content-type"] == "image/png"
+        assert np.abs(decoded(png.content).astype(int) - decoded(stored).astype(int)).max() <= 2
+        raw = decoded(client.get(raw_tile).content)
+        assert client.get(raw_tile, headers={"Accept": "*/*"}).headers["content-type"] == "image/png"
+        jp2 = client.get(raw_tile, headers={"Accept": "image/jp2"})
+        assert jp2.headers["content-type"] == "image/jp2" and np.array_equal(decoded(jp2.content), raw)  # lossless
+        jpeg = client.get(raw_tile, headers={"Accept": "image/jpeg"})
+        assert jpeg.headers["content-type"] == "image/jpeg"
+        assert np.abs(decoded(jpeg.content).astype(int) - raw.astype(int)).mean() < 4
+        error = "Cannot send a response which is acceptable according to the Accept HTTP header"
+        for path in (jpeg_tile, raw_tile):
+            assert_orthanc_error(client.get(path, headers={"Accept": "text/html"}), 406, error)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, generate_uid
 from tqdm import tqdm
@@ -32,9 +31,9 @@ from .dataset import (
 )
 from .jpeg import JpegError
 from .levels import Encoding, Halving, TargetLevel
-from .options import UsageError, parser, refuse_unsupported
+from .options import UsageError, orthanc_client, parser, refuse_unsupported
 from .sources import SourceError, SourceLevel, open_slide
-from .writer import FolderTarget, OrthancTarget, Spool, Target, TargetError, http_reason, write_instance
+from .writer import FolderTarget, OrthancTarget, Spool, Target, TargetError, write_instance
 
 log = logging.getLogger("isengard_wsi.dicomizer")
 
@@ -126,20 +125,7 @@ def dicomize(args: argparse.Namespace) -> None:
 def _target(args: argparse.Namespace) -> Target:
     if args.folder:
         return FolderTarget(Path(args.folder), args.folder_pattern)
-    url = args.orthanc if args.orthanc.endswith("/") else args.orthanc + "/"
-    client = httpx.Client(
-        base_url=url,
-        auth=(args.username, args.password or "") if args.username else None,
-        timeout=args.timeout or None,
-        verify=args.ca_certificates or args.verify_peers,
-        proxy=args.proxy or None,
-    )
-    try:
-        client.get("system").raise_for_status()
-    except httpx.HTTPError as e:
-        client.close()
-        raise TargetError(f"cannot reach the Orthanc server at {url}: {http_reason(e)}") from None
-    return OrthancTarget(client)
+    return OrthancTarget(orthanc_client(args))
 
 
 def _write_levels(

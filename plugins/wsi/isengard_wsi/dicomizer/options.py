@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+import httpx
+
 from .levels import COMPRESSIONS
+from .writer import http_reason
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 NOT_YET = "(not supported yet)"
@@ -137,19 +140,7 @@ def parser() -> argparse.ArgumentParser:
         volume.add_argument(
             f"--{name}", type=float, default=float(default), metavar="MM", help=f"{what}, default {default}"
         )
-    http = p.add_argument_group("HTTP/HTTPS client configuration to access the Orthanc REST API")
-    http.add_argument("--username", help="username for the target Orthanc server")
-    http.add_argument("--password", help="password for the target Orthanc server")
-    http.add_argument("--proxy", metavar="URL", help="HTTP proxy to be used")
-    http.add_argument("--timeout", type=natural, default=0, metavar="S", help="HTTP timeout in seconds, 0: none")
-    http.add_argument(
-        "--verify-peers",
-        type=boolean,
-        default=True,
-        metavar="BOOL",
-        help="verify the peers in HTTPS requests (default 1)",
-    )
-    http.add_argument("--ca-certificates", metavar="PATH", help="CA certificates to verify the peers")
+    add_http_options(p.add_argument_group("HTTP/HTTPS client configuration to access the Orthanc REST API"))
     advanced = p.add_argument_group("Advanced options")
     advanced.add_argument(
         "--optical-path",
@@ -172,6 +163,40 @@ def parser() -> argparse.ArgumentParser:
         help="accepted for compatibility, no effect (a tuning option of OrthancWSIDicomizer)",
     )
     return p
+
+
+def add_http_options(group: argparse._ArgumentGroup) -> None:
+    """The HTTP client options of the Orthanc WSI tools (the DICOMizer and DicomToTiff share them)."""
+    group.add_argument("--username", help="username for the Orthanc server")
+    group.add_argument("--password", help="password for the Orthanc server")
+    group.add_argument("--proxy", metavar="URL", help="HTTP proxy to be used")
+    group.add_argument("--timeout", type=natural, default=0, metavar="S", help="HTTP timeout in seconds, 0: none")
+    group.add_argument(
+        "--verify-peers",
+        type=boolean,
+        default=True,
+        metavar="BOOL",
+        help="verify the peers in HTTPS requests (default 1)",
+    )
+    group.add_argument("--ca-certificates", metavar="PATH", help="CA certificates to verify the peers")
+
+
+def orthanc_client(args: argparse.Namespace) -> httpx.Client:
+    """A client of the REST API at ``--orthanc`` with the HTTP options, checked by GET /system."""
+    url = args.orthanc if args.orthanc.endswith("/") else args.orthanc + "/"
+    client = httpx.Client(
+        base_url=url,
+        auth=(args.username, args.password or "") if args.username else None,
+        timeout=args.timeout or None,
+        verify=args.ca_certificates or args.verify_peers,
+        proxy=args.proxy or None,
+    )
+    try:
+        client.get("system").raise_for_status()
+    except httpx.HTTPError as e:
+        client.close()
+        raise UsageError(f"cannot reach the Orthanc server at {url}: {http_reason(e)}") from None
+    return client
 
 
 def refuse_unsupported(args: argparse.Namespace) -> None:

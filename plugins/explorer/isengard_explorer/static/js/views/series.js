@@ -7,6 +7,7 @@ import { breadcrumbs, seriesTitle } from "../widgets/breadcrumbs.js";
 import { dicomwebLinks } from "../widgets/dicomweb.js";
 import { labelsEditor } from "../widgets/labels.js";
 import { mainTags } from "../widgets/maintags.js";
+import { slideViewerLink } from "../widgets/slideviewer.js";
 import { imageStack } from "../widgets/stack.js";
 import { dataTable } from "../widgets/table.js";
 
@@ -25,7 +26,8 @@ export async function renderSeries(main, { id }) {
   replace(main,
     await breadcrumbs("series", series),
     h("header", { class: "page-header" }, h("h1", {}, title),
-      h("span", { class: "muted" }, plural(instances.length, "instance"))),
+      h("span", { class: "muted" }, plural(instances.length, "instance")),
+      await slideViewerLink(series, instances[0]?.ID)),
     actionBar("series", series, title),
     labelsEditor("series", id, series.Labels || []),
     await dicomwebLinks("series", series),
