@@ -29,7 +29,7 @@ from .. import hookimpl
 from ..lookup import find_resources
 from ..model import ResourceType
 from ..query import FindQuery, TagConstraint
-from ..requested import ancestors_of, requested_tags
+from ..requested import relatives_of, requested_tags
 from .parse import dataset_text
 from .retrieve import query_level
 from .scp import FIND_MODELS, FindAnswers
@@ -114,7 +114,7 @@ async def answer_query(ctx: ServerContext, query: Dataset) -> FindAnswers:
     # Keys of a lower level than the query's are answered empty, as Orthanc does (it never reads them).
     answerable = [k for _, k, _ in parsed.keys if (ctx.main_tags.level_of(k) or level) <= level]
     resources = await ctx.index.get_resources(level, ids)
-    known = await ancestors_of(ctx, resources)
+    known = await relatives_of(ctx, resources, answerable)
     for resource in resources:
         values = await requested_tags(ctx, resource, answerable, known=known)
         ds = Dataset()

@@ -13,7 +13,7 @@ from ..dicom.json import JsonFormat, dataset_to_json
 from ..dicom.tags import keyword_of
 from ..errors import ErrorCode, OrthancError
 from ..model import Resource, ResourceType
-from ..requested import ancestors_of, requested_tags
+from ..requested import relatives_of, requested_tags
 from .common import answer, context, flag, get_resource, int_arg, level_of_collection, text_answer
 from .serialize import resources_json
 from .system import _mb
@@ -36,7 +36,7 @@ def requested_keywords() -> list[str] | None:
 async def expanded(ctx: ServerContext, resources: list[Resource], keywords: list[str] | None) -> list[dict[str, Any]]:
     if keywords is None:
         return await resources_json(ctx, resources)
-    known = await ancestors_of(ctx, resources)
+    known = await relatives_of(ctx, resources, keywords)
     tags = await asyncio.gather(*(requested_tags(ctx, r, keywords, known=known) for r in resources))
     return await resources_json(ctx, resources, tags)
 

@@ -33,7 +33,7 @@ from ..errors import ErrorCode, OrthancError
 from ..lookup import FileConstraint, add_constraint, find_resources
 from ..model import ResourceType
 from ..query import ConstraintKind, FindQuery, LabelsConstraint, OrderKey, TagConstraint, has_wildcard
-from ..requested import ancestors_of, format_tags, requested_tags
+from ..requested import format_tags, relatives_of, requested_tags
 from .attachments import metadata_kind
 from .common import answer, context, json_body
 from .modules import MODULES
@@ -221,7 +221,7 @@ async def expand_resources(ctx: ServerContext, level: ResourceType, ids: list[st
     """Full objects for the matches, with their RequestedTags, tags in the format the body asked for."""
     resources = await ctx.index.get_resources(level, ids)
     if find.requested:
-        known = await ancestors_of(ctx, resources)
+        known = await relatives_of(ctx, resources, find.requested)
         tags = await asyncio.gather(*(requested_tags(ctx, r, find.requested, find.fmt, known) for r in resources))
     else:
         tags = [None] * len(resources)

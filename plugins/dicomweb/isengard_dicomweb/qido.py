@@ -42,7 +42,7 @@ from isengard.dicom.tags import IDENTIFIER_TAGS, parse_tag
 from isengard.errors import ErrorCode, OrthancError
 from isengard.lookup import FILE_CHECKS_AT_ONCE
 from isengard.model import MetadataType, Resource, ResourceType
-from isengard.requested import COMPUTED_TAGS, ancestors_of, requested_tags
+from isengard.requested import COMPUTED_TAGS, relatives_of, requested_tags
 from isengard.rest.common import context
 from isengard.rest.tools import parse_find, run_find, tag_path
 
@@ -255,7 +255,7 @@ async def search(level: ResourceType, path_uids: dict[ResourceType, str]) -> Res
     if model == XML_MEDIA_TYPE and not resources:
         # PS3.18 10.6.3: no match is an empty payload (a multipart body needs a part, RFC 2046 5.1.1)
         return Response(b"", content_type=XML_MEDIA_TYPE)
-    answers = _answers(ctx, resources, qido, public_root(), await ancestors_of(ctx, resources))
+    answers = _answers(ctx, resources, qido, public_root(), await relatives_of(ctx, resources, qido.keys))
     if model == XML_MEDIA_TYPE:
         return xml_answer(answers)  # streamed, as metadata is
     return json_answer([answer async for batch in answers for answer in batch])
