@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from ..auth import AccessRequest, is_authorized
 from ..context import ServerContext
 from ..errors import ErrorCode, OrthancError
+from .compression import compress_response
 from .errors import error_response, orthanc_error_response
 
 log = logging.getLogger("isengard.rest")
@@ -131,6 +132,12 @@ def create_app(ctx: ServerContext) -> Quart:
         elif response.status_code >= 400 and (length or request.headers.get("Transfer-Encoding")):
             response.headers["Connection"] = "close"
         return response
+
+    if config.bool("HttpCompressionEnabled"):
+
+        @app.after_request
+        async def compress(response: Response) -> Response:
+            return await compress_response(response, request.headers.get("Accept-Encoding"), request.method)
 
     @app.errorhandler(OrthancError)
     async def orthanc_error(error: OrthancError) -> Response:

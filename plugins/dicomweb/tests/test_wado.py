@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -92,6 +94,19 @@ def test_series_metadata_is_the_headers_with_bulk_data_uris(client: DICOMwebClie
     assert "Value" not in pixel and "InlineBinary" not in pixel
     assert pixel["BulkDataURI"].endswith(f"/instances/{metadata[0]['00080018']['Value'][0]}/bulk/7fe00010")
     assert metadata[0]["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "BRAINIX"}]}
+
+
+def test_series_metadata_streams_gzip_encoded(loaded: ServerProcess) -> None:
+    """HttpCompressionEnabled (default true): the streamed metadata is compressed as it streams."""
+    study, series, _ = _ids(sorted(sample("Brainix", "Flair").glob("*.dcm"))[0])
+    path = f"/dicom-web/studies/{study}/series/{series}/metadata"
+    with httpx.Client(base_url=loaded.url, timeout=60) as client:
+        with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as zipped:
+            wire = b"".join(zipped.iter_raw())
+        plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert json.loads(gzip.decompress(wire)) == plain.json()
+    assert len(wire) * 10 < len(plain.content)
 
 
 def test_bulk_data_uri_answers_the_pixel_data(client: DICOMwebClient) -> None:
