@@ -320,6 +320,7 @@ def test_cancel_a_move_while_it_runs(server: ServerProcess, slow: SlowStoreScp) 
     assert_serving(server)
 
 
+@pytest.mark.serial
 def test_http_stays_responsive_during_a_move(server: ServerProcess, peer: ServerProcess) -> None:
     def move() -> list[Dataset]:
         return c_move(server, "PEER", QueryRetrieveLevel="STUDY", StudyInstanceUID=BRAINIX_STUDY)

@@ -440,6 +440,7 @@ def test_unknown_sop_class_accepted_when_configured(strict: ServerProcess) -> No
 
 
 # -- responsiveness -------------------------------------------------------------------------------------------
+@pytest.mark.serial
 def test_http_stays_responsive_during_a_large_store(server: ServerProcess) -> None:
     frames, rows = 10, 1024
     ds = new_instance(

@@ -20,6 +20,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -133,9 +134,8 @@ def open_dataset(data: bytes) -> Dataset:
     return ds
 
 
-def _number(ds: Dataset, keyword: str) -> float | None:
-    """The first value of a numeric tag, or None when absent or unreadable."""
-    value = ds.get(keyword)
+def first_number(value: Any) -> float | None:
+    """The first value of a numeric attribute (single or multi-valued), or None when absent or unreadable."""
     if isinstance(value, list | tuple | pydicom.multival.MultiValue):
         value = value[0] if len(value) else None
     try:
@@ -143,6 +143,10 @@ def _number(ds: Dataset, keyword: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number is not None and math.isfinite(number) else None
+
+
+def _number(ds: Dataset, keyword: str) -> float | None:
+    return first_number(ds.get(keyword))
 
 
 def decode_frame(ds: Dataset, index: int) -> Frame:

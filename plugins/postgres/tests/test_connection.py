@@ -83,6 +83,7 @@ def server(isengard: Any, database: str) -> ServerProcess:
     return isengard({"PostgreSQL": section(database), "StableAge": 3600})
 
 
+@pytest.mark.serial
 def test_postgresql_stopped_then_started_again(server: ServerProcess, cluster_control: Any) -> None:
     stored = server.upload(sample("Brainix", "Flair", "IM-0001-0001.dcm"))[0]["ID"]
     files_before = storage_files(server)

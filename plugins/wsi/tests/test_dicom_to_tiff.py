@@ -14,11 +14,11 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
-from isengard_wsi.dicomizer import jpeg
 from PIL import Image
 from pydicom.encaps import generate_frames
 
 from isengard.testing import OrthancProcess, ServerProcess, reference_orthanc, require_tool, sample
+from isengard_wsi.dicomizer import jpeg
 
 DICOMIZER = str(Path(sys.executable).parent / "isengard-wsi-dicomizer")
 PROG = "isengard-wsi-dicom-to-tiff"
