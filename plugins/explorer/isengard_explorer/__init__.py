@@ -15,33 +15,12 @@ from werkzeug.exceptions import NotFound
 
 from isengard import hookimpl
 from isengard.context import ServerContext
+from isengard.rest.pages import page_headers
 
 STATIC = Path(__file__).parent / "static"
 
-#: Same origin only, no inline code or style, no plugins or framing. ``blob:`` images are the previews the
-#: upload page makes of local files; ``data:`` covers the CSS's own icons.
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' blob: data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    )
-)
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    # Revalidated on each load (ETag answers 304): a server upgrade never leaves a browser on stale modules.
-    "Cache-Control": "no-cache",
-}
+#: ``blob:`` images are the previews the upload page makes of local files; its search forms submit here.
+SECURITY_HEADERS = page_headers(images="'self' blob: data:", forms=True)
 
 bp = Blueprint("explorer", __name__)
 

@@ -1,7 +1,7 @@
-"""Server-side rendering for a viewer: a series as a volume in patient coordinates, resliced along any plane.
+"""An image viewer whose rendering is an API: a series as a volume in patient coordinates, resliced along any plane.
 
-The routes are under /viewer/api (docs/viewer.md); the browser side comes in later increments. Configuration:
-section "Viewer", Orthanc's "WebViewer" section read too (see ``settings``).
+The rendering routes are under /viewer/api, the browser viewer (stack, MPR) at /viewer/ (docs/viewer.md).
+Configuration: section "Viewer", Orthanc's "WebViewer" section read too (see ``settings``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from quart import Quart
 from isengard import hookimpl
 from isengard.context import ServerContext
 
-from . import rest
+from . import rest, ui
 from .settings import ORTHANC_SECTION, SECTION, ViewerSettings
 
 
@@ -25,3 +25,4 @@ def config_defaults() -> dict[str, Any]:
 @hookimpl
 def register_routes(app: Quart, context: ServerContext) -> None:
     rest.install(app, ViewerSettings.from_config(context.config))
+    app.register_blueprint(ui.bp)

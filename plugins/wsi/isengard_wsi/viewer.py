@@ -13,6 +13,8 @@ from pathlib import Path
 from quart import Blueprint, Response, send_from_directory
 from werkzeug.exceptions import NotFound
 
+from isengard.rest.pages import page_headers
+
 STATIC = Path(__file__).parent / "static"
 
 #: Public name under /wsi/app/ -> file under static/.
@@ -24,28 +26,7 @@ FILES = {
     "ol.css": "vendor/ol/ol.css",
 }
 
-#: The Explorer's policy (isengard_explorer), which this plugin cannot import without depending on it: same
-#: origin only, nothing inline; images are the tiles, and the empty ``data:`` icon that spares the browser a
-#: request for /favicon.ico.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "; ".join(
-        (
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            "connect-src 'self'",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        )
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    # Revalidated on each load (ETag answers 304): a server upgrade never leaves a browser on a stale viewer.
-    "Cache-Control": "no-cache",
-}
+SECURITY_HEADERS = page_headers()
 
 bp = Blueprint("wsi_viewer", __name__)
 

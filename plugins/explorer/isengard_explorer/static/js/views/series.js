@@ -10,6 +10,7 @@ import { mainTags } from "../widgets/maintags.js";
 import { slideViewerLink } from "../widgets/slideviewer.js";
 import { imageStack } from "../widgets/stack.js";
 import { dataTable } from "../widgets/table.js";
+import { viewerLink } from "../widgets/viewerlink.js";
 
 // The order of a series' images: IndexInSeries (Orthanc's position from the instance number), else InstanceNumber.
 function position(instance) {
@@ -27,6 +28,7 @@ export async function renderSeries(main, { id }) {
     await breadcrumbs("series", series),
     h("header", { class: "page-header" }, h("h1", {}, title),
       h("span", { class: "muted" }, plural(instances.length, "instance")),
+      await viewerLink("series", id),
       await slideViewerLink(series, instances[0]?.ID)),
     actionBar("series", series, title),
     labelsEditor("series", id, series.Labels || []),

@@ -8,6 +8,7 @@ import { dicomwebLinks } from "../widgets/dicomweb.js";
 import { labelsEditor } from "../widgets/labels.js";
 import { mainTags } from "../widgets/maintags.js";
 import { dataTable } from "../widgets/table.js";
+import { viewerLink } from "../widgets/viewerlink.js";
 
 const tag = (name) => (series) => series.MainDicomTags?.[name] ?? "";
 
@@ -22,7 +23,8 @@ export async function renderStudy(main, { id }) {
     await breadcrumbs("studies", study),
     h("header", { class: "page-header" }, h("h1", {}, title),
       h("span", { class: "muted" },
-        `${plural(stats.CountSeries, "series")} · ${plural(stats.CountInstances, "instance")} · ${formatSize(stats.DiskSize)}`)),
+        `${plural(stats.CountSeries, "series")} · ${plural(stats.CountInstances, "instance")} · ${formatSize(stats.DiskSize)}`),
+      await viewerLink("study", id)),
     actionBar("studies", study, title),
     labelsEditor("studies", id, study.Labels || []),
     await dicomwebLinks("studies", study),

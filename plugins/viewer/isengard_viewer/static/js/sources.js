@@ -1,0 +1,90 @@
+// Where a view's pictures come from. A plane of the volume (the reslice API: exact windowing on real-world values,
+// geometry with format=json), or, for a series the API cannot order in space, its frames as the kernel renders
+// them (/instances/{id}/frames/{n}/rendered), in the volume's stack order, without geometry.
+import { getBitmap, getJson, query, rest, viewerApi } from "./api.js";
+import { picture } from "./cache.js";
+import { nearestAxis } from "./geometry.js";
+
+const windowKey = (win) => `${win.center},${win.width}`;
+
+// A slot is {index} (a slice of the volume) or {position} (mm along the plane's normal, between slices too).
+const slotArgs = (slot) => (slot.position !== undefined ? { position: slot.position.toFixed(3) } : { index: slot.index });
+
+export class PlaneSource {
+  constructor(seriesId, plane) {
+    this.seriesId = seriesId;
+    this.plane = plane;
+    this.geometries = new Map();
+  }
+
+  url(slot, extra) {
+    return `${viewerApi(this.seriesId, `/reslice/${this.plane}`)}?${query({ ...slotArgs(slot), ...extra })}`;
+  }
+
+  key(slot) {
+    return `${this.seriesId}/${this.plane}/${JSON.stringify(slotArgs(slot))}`;
+  }
+
+  // How many slices along the plane's normal, and where the first and last are (to go from a position to a slice).
+  async open(volume) {
+    const middle = await getJson(this.url({}, { format: "json" }));
+    this.normal = middle.Normal;
+    this.count = volume.Size[nearestAxis(volume.Directions, middle.Normal)];
+    const [first, last] = await Promise.all([this.geometry({ index: 0 }), this.geometry({ index: this.count - 1 })]);
+    this.first = first.Position;
+    this.step = this.count > 1 ? (last.Position - first.Position) / (this.count - 1) : 0;
+    return this;
+  }
+
+  nearestIndex(position) {
+    const index = this.step ? Math.round((position - this.first) / this.step) : 0;
+    return Math.min(this.count - 1, Math.max(0, index));
+  }
+
+  geometry(slot) {
+    const key = this.key(slot);
+    if (!this.geometries.has(key)) {
+      const promise = getJson(this.url(slot, { format: "json" }));
+      promise.catch(() => this.geometries.delete(key));
+      this.geometries.set(key, promise);
+    }
+    return this.geometries.get(key);
+  }
+
+  pictureKey(slot, win) {
+    return `${this.key(slot)}@${windowKey(win)}`;
+  }
+
+  picture(slot, win) {
+    return picture(this.pictureKey(slot, win), () => getBitmap(this.url(slot, { window: windowKey(win) })));
+  }
+}
+
+export class FrameSource {
+  constructor(seriesId, slices) {
+    this.seriesId = seriesId;
+    this.plane = "stack";
+    this.slices = slices; // [[instance id, frame], ...]
+    this.count = slices.length;
+  }
+
+  nearestIndex() {
+    return 0;
+  }
+
+  async geometry() {
+    return null;
+  }
+
+  pictureKey(slot, win) {
+    const [instance, frame] = this.slices[slot.index];
+    return `${instance}/${frame}@${windowKey(win)}`;
+  }
+
+  picture(slot, win) {
+    const [instance, frame] = this.slices[slot.index];
+    const url = `${rest(`/instances/${instance}/frames/${frame}/rendered`)}?${query(
+      { "window-center": win.center, "window-width": win.width })}`;
+    return picture(this.pictureKey(slot, win), () => getBitmap(url));
+  }
+}

@@ -1,0 +1,303 @@
+// One view: a canvas showing a slot (slice or position) of a source, with its window, zoom and pan, the overlays
+// in its corners, orientation markers, length measurements and the MPR crosshair. What it shows is published on
+// the element (data-index, data-position, data-window, data-view, data-length), for scripts and tests.
+import { prefetch } from "./cache.js";
+import { distance, orientationMarkers, toPatient, toPicture } from "./geometry.js";
+
+const PREFETCH_RADIUS = 10;
+const CLICK_SLOP = 3; // px a pointer may move and still click
+
+function el(tag, className, ...children) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  node.append(...children);
+  return node;
+}
+
+const field = (name) => {
+  const node = el("div", "field");
+  node.dataset.field = name;
+  return node;
+};
+
+const round = (value) => String(Math.round(value * 10) / 10);
+
+export class Viewport {
+  // options: {source, header: {corner lines}, units, sensitivity, tool(): current tool, onCrosshair(point), onActivate()}
+  constructor(options) {
+    Object.assign(this, options);
+    this.slot = { index: Math.floor(this.source.count / 2) };
+    this.zoom = 1;
+    this.pan = [0, 0];
+    this.invert = false;
+    this.measurements = [];
+    this.crosshair = null;
+    this.canvas = el("canvas");
+    this.corners = Object.fromEntries(["tl", "tr", "bl", "br"].map((c) => [c, el("div", `corner ${c}`)]));
+    this.markers = Object.fromEntries(["left", "right", "top", "bottom"].map((m) => [m, el("div", `marker ${m}`)]));
+    this.note = el("div", "note");
+    this.note.hidden = true;
+    this.slider = el("input", "slider");
+    Object.assign(this.slider, { type: "range", min: 0, max: Math.max(0, this.source.count - 1), step: 1 });
+    this.slider.setAttribute("aria-label", `${this.source.plane} slice`);
+    this.slider.addEventListener("input", () => this.setSlot({ index: Number(this.slider.value) }));
+    this.fields = {};
+    for (const [corner, names] of Object.entries({ tl: ["patient", "patientId", "studyDate"],
+      tr: ["series", "modality", "plane"], bl: ["slice", "position", "zoom"], br: ["window", "length"] })) {
+      for (const name of names) this.corners[corner].append((this.fields[name] = field(name)));
+    }
+    this.stage = el("div", "stage", this.canvas, ...Object.values(this.corners), ...Object.values(this.markers), this.note);
+    this.element = el("div", "viewport", this.stage, this.slider);
+    this.element.dataset.plane = this.source.plane;
+    this.element.tabIndex = 0;
+    for (const [name, value] of Object.entries(this.header)) this.fields[name].textContent = value;
+    this.fields.plane.textContent = this.source.plane === "stack" ? "" : this.source.plane;
+    this.listen();
+    new ResizeObserver(() => this.draw()).observe(this.stage);
+  }
+
+  get index() {
+    return this.slot.index ?? this.source.nearestIndex(this.slot.position);
+  }
+
+  setSlot(slot) {
+    this.slot = slot;
+    this.render();
+  }
+
+  scroll(delta) {
+    const index = Math.min(this.source.count - 1, Math.max(0, this.index + delta));
+    if (index !== this.slot.index) this.setSlot({ index });
+  }
+
+  setWindow(win) {
+    this.win = win;
+    this.render();
+  }
+
+  setInvert(invert) {
+    this.invert = invert;
+    this.draw();
+  }
+
+  // Fetch what the slot and window ask for, at most one request at a time: while one is out, the latest wish waits.
+  async render() {
+    if (this.loading) {
+      this.pending = true;
+      return;
+    }
+    this.loading = true;
+    do {
+      this.pending = false;
+      const slot = this.slot;
+      const win = this.win;
+      try {
+        const [bitmap, plane] = await Promise.all([this.source.picture(slot, win), this.source.geometry(slot)]);
+        Object.assign(this, { bitmap, plane, shown: { slot, win } });
+        this.say(null);
+      } catch (error) {
+        this.say(error.message);
+      }
+      this.draw();
+    } while (this.pending);
+    this.loading = false;
+    this.prefetchAround();
+  }
+
+  prefetchAround() {
+    const tasks = [];
+    const win = this.win;
+    for (let step = 1; step <= PREFETCH_RADIUS; step += 1) {
+      for (const index of [this.index + step, this.index - step]) {
+        if (index < 0 || index >= this.source.count) continue;
+        const slot = { index };
+        tasks.push({ key: this.source.pictureKey(slot, win), load: () => {
+          this.source.geometry(slot).catch(() => {});
+          return this.source.picture(slot, win);
+        } });
+      }
+    }
+    prefetch(this, tasks);
+  }
+
+  say(text) {
+    this.note.hidden = !text;
+    this.note.textContent = text || "";
+  }
+
+  // Screen (CSS px in the canvas) = offset + scale · picture coordinates.
+  transform() {
+    const width = this.stage.clientWidth;
+    const height = this.stage.clientHeight;
+    const fit = Math.min(width / this.bitmap.width, height / this.bitmap.height);
+    const scale = fit * this.zoom;
+    return { scale, x: (width - this.bitmap.width * scale) / 2 + this.pan[0],
+      y: (height - this.bitmap.height * scale) / 2 + this.pan[1] };
+  }
+
+  toPicture(event) {
+    const box = this.canvas.getBoundingClientRect();
+    const t = this.transform();
+    return [(event.clientX - box.left - t.x) / t.scale, (event.clientY - box.top - t.y) / t.scale];
+  }
+
+  draw() {
+    const ratio = window.devicePixelRatio || 1;
+    const width = this.stage.clientWidth;
+    const height = this.stage.clientHeight;
+    if (this.canvas.width !== Math.round(width * ratio) || this.canvas.height !== Math.round(height * ratio)) {
+      this.canvas.width = Math.round(width * ratio);
+      this.canvas.height = Math.round(height * ratio);
+    }
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, width, height);
+    if (!this.bitmap) return;
+    const t = this.transform();
+    ctx.filter = this.invert ? "invert(1)" : "none";
+    ctx.drawImage(this.bitmap, t.x, t.y, this.bitmap.width * t.scale, this.bitmap.height * t.scale);
+    ctx.filter = "none";
+    const screen = ([u, v]) => [t.x + u * t.scale, t.y + v * t.scale];
+    if (this.crosshair && this.plane) {
+      const [cx, cy] = screen(toPicture(this.plane, this.crosshair));
+      ctx.strokeStyle = "rgba(255, 200, 0, 0.8)";
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(cx, 0); ctx.lineTo(cx, height); ctx.moveTo(0, cy); ctx.lineTo(width, cy);
+      ctx.stroke();
+    }
+    ctx.font = "13px sans-serif";
+    for (const m of this.measurementsHere()) {
+      const [ax, ay] = screen(m.a);
+      const [bx, by] = screen(m.b);
+      ctx.strokeStyle = "#4cf";
+      ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
+      ctx.fillStyle = "#4cf";
+      ctx.fillText(this.lengthText(m), bx + 6, by - 6);
+    }
+    this.publish(t);
+  }
+
+  measurementsHere() {
+    const here = JSON.stringify(this.shown?.slot);
+    return this.measurements.filter((m) => m.slot === here);
+  }
+
+  length(m) {
+    return m.plane ? distance(toPatient(m.plane, ...m.a), toPatient(m.plane, ...m.b)) : Math.hypot(m.a[0] - m.b[0], m.a[1] - m.b[1]);
+  }
+
+  lengthText(m) {
+    return m.plane ? `${this.length(m).toFixed(1)} mm` : `${this.length(m).toFixed(1)} px`;
+  }
+
+  publish(t) {
+    const { slot, win } = this.shown || {};
+    const data = this.element.dataset;
+    const index = slot?.index ?? this.source.nearestIndex(slot?.position);
+    data.index = index;
+    data.view = `${t.scale},${t.x},${t.y}`;
+    this.slider.value = index;
+    this.fields.slice.textContent = `Slice ${index + 1} / ${this.source.count}`;
+    if (this.plane) {
+      data.position = this.plane.Position;
+      this.fields.position.textContent = `Position ${round(this.plane.Position)} mm`;
+      const markers = orientationMarkers(this.plane);
+      for (const [side, node] of Object.entries(this.markers)) node.textContent = markers[side];
+    } else {
+      delete data.position;
+      this.fields.position.textContent = "";
+    }
+    if (win) {
+      data.window = `${win.center},${win.width}`;
+      this.fields.window.textContent = `W ${round(win.width)} L ${round(win.center)}${this.invert ? " (inverted)" : ""}`;
+    }
+    this.fields.zoom.textContent = `Zoom ${Math.round(t.scale * 100)}%`;
+    const last = this.measurementsHere().at(-1);
+    if (last) data.length = this.length(last);
+    this.fields.length.textContent = last ? `Length ${this.lengthText(last)}` : "";
+  }
+
+  zoomAt(factor, clientX, clientY) {
+    if (!this.bitmap) return;
+    const box = this.canvas.getBoundingClientRect();
+    const sx = clientX - box.left;
+    const sy = clientY - box.top;
+    const before = this.transform();
+    const u = (sx - before.x) / before.scale;
+    const v = (sy - before.y) / before.scale;
+    this.zoom = Math.min(40, Math.max(0.1, this.zoom * factor));
+    const after = this.transform();
+    this.pan = [this.pan[0] + sx - (after.x + u * after.scale), this.pan[1] + sy - (after.y + v * after.scale)];
+    this.draw();
+  }
+
+  fit() {
+    this.zoom = 1;
+    this.pan = [0, 0];
+    this.draw();
+  }
+
+  listen() {
+    const stage = this.stage;
+    stage.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      this.onActivate(this);
+      if (event.ctrlKey) this.zoomAt(Math.exp(-event.deltaY / 300), event.clientX, event.clientY);
+      else if (event.deltaY) this.scroll(Math.sign(event.deltaY));
+    }, { passive: false });
+    stage.addEventListener("contextmenu", (event) => event.preventDefault());
+    stage.addEventListener("pointerdown", (event) => this.press(event));
+    this.element.addEventListener("focus", () => this.onActivate(this));
+  }
+
+  // A drag: right button windows, middle pans, left does what the tool says; a left click in MPR moves the crosshair.
+  press(event) {
+    if (!this.bitmap) return;
+    event.preventDefault();
+    this.element.focus();
+    this.onActivate(this);
+    const tool = event.button === 2 ? "window" : event.button === 1 ? "pan" : this.tool();
+    const start = { x: event.clientX, y: event.clientY, win: this.win, pan: this.pan, zoom: this.zoom,
+      at: this.toPicture(event) };
+    let moved = false;
+    let measurement = null;
+    if (tool === "measure") {
+      measurement = { slot: JSON.stringify(this.shown.slot), plane: this.plane, a: start.at, b: start.at };
+    }
+    this.stage.setPointerCapture(event.pointerId);
+    const move = (e) => {
+      const dx = e.clientX - start.x;
+      const dy = e.clientY - start.y;
+      moved ||= Math.hypot(dx, dy) > CLICK_SLOP;
+      if (!moved) return;
+      if (tool === "window") {
+        this.setWindow({ center: start.win.center + dy * this.sensitivity,
+          width: Math.max(1, start.win.width + dx * this.sensitivity) });
+        this.onWindow(this.win);
+      } else if (tool === "pan") {
+        this.pan = [start.pan[0] + dx, start.pan[1] + dy];
+        this.draw();
+      } else if (tool === "zoom") {
+        this.zoomAt(Math.exp(-dy / 200) * start.zoom / this.zoom, start.x, start.y);
+      } else if (measurement) {
+        measurement.b = this.toPicture(e);
+        if (!this.measurements.includes(measurement)) this.measurements.push(measurement);
+        this.draw();
+      }
+    };
+    const up = () => {
+      this.stage.removeEventListener("pointermove", move);
+      this.stage.removeEventListener("pointerup", up);
+      this.stage.removeEventListener("pointercancel", up);
+      if (!moved && event.button === 0 && tool !== "measure" && this.onCrosshair && this.plane) {
+        this.onCrosshair(toPatient(this.plane, ...start.at), this);
+      }
+    };
+    this.stage.addEventListener("pointermove", move);
+    this.stage.addEventListener("pointerup", up);
+    this.stage.addEventListener("pointercancel", up);
+  }
+}
