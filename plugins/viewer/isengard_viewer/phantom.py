@@ -1,8 +1,11 @@
-"""Synthetic CT and PET series with objects at known patient positions, to check geometry end to end.
+"""Synthetic CT and PET series, RT structures and RT doses with objects at known patient positions, to check
+geometry end to end.
 
 A phantom is a field of one value with a sphere and a cube in it, sampled at each voxel centre of a series whose
 slices may be rotated, tilted, unevenly spaced, duplicated or incomplete, exactly as the DICOM attributes say.
-Whatever a viewer computes from the files can then be compared with the shapes' true positions and values.
+A PET may share a CT's frame of reference (fusion); an RT Structure Set outlines the sphere and the cube on the
+CT's slices; an RT Dose is an analytic Gaussian. Whatever a viewer computes from the files can then be compared
+with the shapes' true positions and values.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 
 
 @dataclass(frozen=True)
@@ -219,9 +224,19 @@ class PetDose:
         return (parse(self.scan) - parse(self.start)).total_seconds()
 
 
-def pet_series(series: Series, shapes: Shapes, dose: PetDose, *, decay_correction: str = "START") -> list[Dataset]:
-    """A PET in Bq/ml, signed 16 bits with a slope of its own per slice (as GE writes them)."""
-    study, series_uid, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+def _space(like: Dataset | None) -> tuple[str, str, str]:
+    """Study, new series and frame of reference UIDs: those of ``like`` (same study, same patient space), else new."""
+    if like is None:
+        return generate_uid(), generate_uid(), generate_uid()
+    return like.StudyInstanceUID, generate_uid(), like.FrameOfReferenceUID
+
+
+def pet_series(
+    series: Series, shapes: Shapes, dose: PetDose, *, decay_correction: str = "START", like: Dataset | None = None
+) -> list[Dataset]:
+    """A PET in Bq/ml, signed 16 bits with a slope of its own per slice (as GE writes them); ``like``: an image
+    whose study and frame of reference it shares (a PET/CT)."""
+    study, series_uid, frame_of_reference = _space(like)
     datasets = []
     for number, offset in enumerate(series.offsets, start=1):
         ds = _base(series, study, series_uid, frame_of_reference)
@@ -244,6 +259,111 @@ def pet_series(series: Series, shapes: Shapes, dose: PetDose, *, decay_correctio
         ds.PixelData = np.round(values / float(ds.RescaleSlope)).astype("<i2").tobytes()
         datasets.append(ds)
     return datasets
+
+
+@dataclass(frozen=True)
+class StructureColors:
+    """ROI Display Colors of the phantom's structures: not grey, so they stand out on a CT picture."""
+
+    sphere: tuple[int, int, int] = (0, 255, 0)
+    cube: tuple[int, int, int] = (255, 0, 255)
+
+
+def _slice_frame(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    orientation = np.array(ds.ImageOrientationPatient, dtype=np.float64)
+    row, column = orientation[:3], orientation[3:]
+    return np.array(ds.ImagePositionPatient, dtype=np.float64), row, column, np.cross(row, column)
+
+
+def rt_structure_set(
+    ct: list[Dataset], shapes: Shapes, *, colors: StructureColors = StructureColors(), points: int = 72
+) -> Dataset:
+    """ROI 1 "Sphere": circles where the sphere cuts each CT slice; ROI 2 "Cube": squares (its row and column
+    directions) where the cube does. Contours are CLOSED_PLANAR in the slices' planes, referencing them."""
+    first = ct[0]
+    ds = _base(Series(modality="RTSTRUCT"), first.StudyInstanceUID, generate_uid(), first.FrameOfReferenceUID)
+    for keyword in ("Rows", "Columns", "PixelSpacing", "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(ds, keyword)
+    for keyword in ("BitsAllocated", "BitsStored", "HighBit", "SliceThickness"):
+        delattr(ds, keyword)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.InstanceNumber = RT_STRUCTURE_SET, generate_uid(), 1
+    ds.StructureSetLabel, ds.StructureSetDate, ds.StructureSetTime = "PHANTOM", "20240102", "100000"
+    angles = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+    center, radius = np.array(shapes.sphere_center), shapes.sphere_radius
+    cube, half = np.array(shapes.cube_center), shapes.cube_half_side
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) * half
+    outlines: dict[int, list[tuple[np.ndarray, Dataset]]] = {1: [], 2: []}
+    for image in ct:
+        origin, row, column, normal = _slice_frame(image)
+        depth = float((center - origin) @ normal)
+        if abs(depth) < radius:
+            middle, r = center - depth * normal, float(np.sqrt(radius**2 - depth**2))
+            circle = middle + r * (np.cos(angles)[:, None] * row + np.sin(angles)[:, None] * column)
+            outlines[1].append((circle, image))
+        depth = float((cube - origin) @ normal)
+        if abs(depth) <= half:
+            middle = cube - depth * normal
+            outlines[2].append((middle + square[:, :1] * row + square[:, 1:] * column, image))
+    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
+    for number, name, color in ((1, "Sphere", colors.sphere), (2, "Cube", colors.cube)):
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, first.FrameOfReferenceUID
+        roi.ROIGenerationAlgorithm = "MANUAL"
+        ds.StructureSetROISequence.append(roi)
+        observation = Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "ORGAN", ""
+        ds.RTROIObservationsSequence.append(observation)
+        item = Dataset()
+        item.ReferencedROINumber, item.ROIDisplayColor, item.ContourSequence = number, list(color), []
+        for polygon, image in outlines[number]:
+            contour = Dataset()
+            reference = Dataset()
+            reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = (
+                image.SOPClassUID,
+                image.SOPInstanceUID,
+            )
+            contour.ContourImageSequence = [reference]
+            contour.ContourGeometricType, contour.NumberOfContourPoints = "CLOSED_PLANAR", len(polygon)
+            contour.ContourData = [f"{v:.4f}" for v in polygon.reshape(-1)]
+            item.ContourSequence.append(contour)
+        ds.ROIContourSequence.append(item)
+    return ds
+
+
+@dataclass(frozen=True)
+class GaussianDose:
+    """An analytic dose: ``peak`` Gy at ``center``, falling as a Gaussian of ``sigma`` mm."""
+
+    center: tuple[float, float, float]
+    peak: float = 60.0
+    sigma: float = 12.0
+
+    def values(self, points: np.ndarray) -> np.ndarray:
+        squared = np.sum((points - np.array(self.center)) ** 2, axis=-1)
+        return self.peak * np.exp(-squared / (2 * self.sigma**2))
+
+    def radius(self, level: float, offset: float = 0.0) -> float:
+        """Where the dose equals ``level`` (mm from the centre's projection) on a plane ``offset`` mm away."""
+        return float(np.sqrt(2 * self.sigma**2 * np.log(self.peak / level) - offset**2))
+
+
+def rt_dose(grid: Series, dose: GaussianDose, like: Dataset) -> Dataset:
+    """One multi-frame RT Dose on ``grid`` (no tilt), unsigned 32 bits times DoseGridScaling, with relative
+    GridFrameOffsetVector, in the study and frame of reference of ``like``."""
+    study, series_uid, frame_of_reference = _space(like)
+    ds = _base(replace(grid, modality="RTDOSE"), study, series_uid, frame_of_reference)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.InstanceNumber = RT_DOSE, generate_uid(), 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+    ds.NumberOfFrames, ds.FrameIncrementPointer = len(grid.offsets), 0x3004000C
+    ds.ImageOrientationPatient, ds.ImagePositionPatient = _orientation(grid), _position(grid, grid.offsets[0])
+    ds.GridFrameOffsetVector = [f"{v - grid.offsets[0]:g}" for v in grid.offsets]
+    ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", "PLAN"
+    scaling = dose.peak / 4e9
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    frames = [dose.values(grid.voxel_centres(offset)) for offset in grid.offsets]
+    ds.PixelData = np.round(np.stack(frames) / float(ds.DoseGridScaling)).astype("<u4").tobytes()
+    return ds
 
 
 def to_bytes(ds: Dataset) -> bytes:

@@ -1,7 +1,9 @@
-"""/viewer/api: a series as a volume, its reslices as pictures or geometry, and the value at a point.
+"""/viewer/api: a series as a volume, its reslices as pictures or geometry, and the value at a point; layers
+over a reslice (another volume fused, RT structures, RT dose) and an RT Structure Set's contours as JSON.
 
 Errors are Orthanc's JSON bodies: 404 for an unknown series, 400 for a bad argument, 409 when the series cannot do
-what is asked (no geometry, a single slice), 415 when its pixels are not grey levels.
+what is asked (no geometry, a single slice, a layer in another frame of reference), 415 when its pixels are not
+grey levels.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ import asyncio
 import math
 
 import numpy as np
+from pydicom.dataset import Dataset
 from quart import Blueprint, Quart, Response, current_app, request
 
-from isengard.dicom.imaging import ImageFormat, encode, npy_file
+from isengard.dicom.imaging import ImageFormat, encode, npy_file, open_dataset
 from isengard.errors import ErrorCode, OrthancError, unknown_resource
 from isengard.model import ResourceType
-from isengard.rest.common import answer, context, int_arg
+from isengard.rest.common import answer, context, flag, get_resource, int_arg
 
+from .colormaps import COLORMAPS
+from .layers import Dose, Fusion, Layers, Sampling, Structures, render
 from .reslice import PLANES, PRESETS, PlaneRequest, make_plane, require_geometry, reslice, sample, windowed
+from .rtdose import dose_volume
+from .rtstruct import structure_set
 from .settings import APP_KEY, ViewerSettings
 from .volume import Volume, VolumeCache, series_volume
 
@@ -67,21 +74,116 @@ async def _volume(series_id: str) -> Volume:
     return await series_volume(context(), cache, series_id, settings.threads)
 
 
-def _window(volume: Volume) -> tuple[float, float]:
-    """``window=C,W``, else ``preset=NAME``, else the volume's default window."""
-    given = _numbers("window", 2)
+def _window(volume: Volume, name: str = "window") -> tuple[float, float]:
+    """``window=C,W`` (or another argument's name), else ``preset=NAME``, else the volume's default window."""
+    given = _numbers(name, 2)
     if given is not None:
         center, width = (float(v) for v in given)
-    elif "preset" in request.args:
-        name = request.args["preset"].lower()
-        if name not in PRESETS:
-            raise _bad(f"unknown preset {name!r}: {', '.join(PRESETS)}")
-        center, width = PRESETS[name]
+    elif name == "window" and "preset" in request.args:
+        preset = request.args["preset"].lower()
+        if preset not in PRESETS:
+            raise _bad(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
+        center, width = PRESETS[preset]
     else:
         center, width = volume.window
     if width <= 0:
-        raise _bad("the width of the window must be positive")
+        raise _bad(f"the width of {name!r} must be positive")
     return center, width
+
+
+def _fraction(name: str, default: float) -> float:
+    value = _number(name)
+    if value is None:
+        return default
+    if not 0 <= value <= 1:
+        raise _bad(f"argument {name!r} must be between 0 and 1")
+    return value
+
+
+def _integers(name: str) -> set[int] | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return {int(part) for part in raw.split(",")}
+    except ValueError:
+        raise _bad(f"argument {name!r} must be comma-separated integers") from None
+
+
+def _levels(reference: float) -> list[float]:
+    """``isodoses=10,20,30`` in Gy, or ``95%`` of the reference dose."""
+    levels = []
+    for part in filter(None, request.args.get("isodoses", "").split(",")):
+        percent = part.strip().endswith("%")
+        try:
+            value = float(part.strip().rstrip("%"))
+        except ValueError:
+            raise _bad("argument 'isodoses' must be doses in Gy or percentages (95%)") from None
+        if not math.isfinite(value) or value <= 0:
+            raise _bad("isodose levels must be positive")
+        levels.append(value * reference / 100 if percent else value)
+    return levels
+
+
+def _same_space(volume: Volume, other: str | None, what: str) -> None:
+    """A layer in another frame of reference (or without one) cannot be placed on the series: 409."""
+    if not volume.frame_of_reference or other != volume.frame_of_reference:
+        raise OrthancError(
+            ErrorCode.INCOMPATIBLE_IMAGE_FORMAT,
+            f"{what} is in the frame of reference {other}, series {volume.series_id} in "
+            f"{volume.frame_of_reference}: not the same patient space",
+            http_status=409,
+        )
+
+
+async def _dataset(instance_id: str) -> Dataset:
+    await get_resource(ResourceType.INSTANCE, instance_id)
+    return await asyncio.to_thread(open_dataset, await context().store.read_dicom(instance_id))
+
+
+async def _dose(instance_id: str) -> Volume:
+    """An RT Dose grid as a volume, kept in the volume cache (an instance does not change)."""
+    _, cache = current_app.config[APP_KEY]
+
+    async def load() -> Volume:
+        return await asyncio.to_thread(dose_volume, await _dataset(instance_id), instance_id)
+
+    return await cache.get((instance_id, "RTDOSE"), load)
+
+
+async def _layers(volume: Volume, sampling: Sampling) -> Layers:
+    """The layers the arguments ask for, each checked to be in the series' frame of reference."""
+    width = int_arg("lineWidth", 2) or 2
+    if not 1 <= width <= 4:
+        raise _bad("argument 'lineWidth' must be between 1 and 4")
+    layers = Layers(line_width=width, sampling=sampling)
+    if overlay := request.args.get("overlay"):
+        other = await _volume(overlay)
+        require_geometry(other)
+        _same_space(volume, other.frame_of_reference, f"Series {overlay}")
+        colormap = _choice("colormap", COLORMAPS, "hot")
+        layers.fusion = Fusion(other, _window(other, "overlayWindow"), colormap, _fraction("opacity", 0.5))
+    if instance_id := request.args.get("rtstruct"):
+        rois = await asyncio.to_thread(structure_set, await _dataset(instance_id), instance_id)
+        wanted = _integers("rois")
+        if wanted is not None:
+            unknown = wanted - {roi.number for roi in rois}
+            if unknown:
+                raise _bad(f"no ROI numbered {', '.join(map(str, sorted(unknown)))} in {instance_id}")
+            rois = [roi for roi in rois if roi.number in wanted]
+        for roi in rois:
+            if roi.frame_of_reference:
+                _same_space(volume, roi.frame_of_reference, f"ROI {roi.number} ({roi.name})")
+        layers.structures = Structures(instance_id, rois)
+    if instance_id := request.args.get("rtdose"):
+        dose = await _dose(instance_id)
+        require_geometry(dose)
+        _same_space(volume, dose.frame_of_reference, f"RT Dose {instance_id}")
+        reference = _number("prescription") or dose.value_range[1]
+        if reference <= 0:
+            raise _bad("the reference dose (argument 'prescription', else the grid's maximum) must be positive")
+        layers.dose = Dose(dose, _levels(reference), reference, flag("dosewash"), _fraction("doseOpacity", 0.4))
+    return layers
 
 
 @bp.get("/viewer/api/series/<series_id>/volume")
@@ -92,7 +194,8 @@ async def volume_info(series_id: str) -> Response:
 
 @bp.get("/viewer/api/series/<series_id>/reslice/<plane>")
 async def reslice_picture(series_id: str, plane: str) -> Response:
-    """One plane through the volume: PNG or JPEG windowed, JSON geometry, or the float32 values as .npy."""
+    """One plane through the volume: PNG or JPEG windowed (RGB with layers), JSON geometry (with the layers'
+    description), or the float32 values as .npy (the series' only)."""
     await _require_series(series_id)
     if plane not in PLANES:
         raise _bad(f"unknown plane {plane!r}: {', '.join(PLANES)}")
@@ -117,14 +220,20 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
     volume = await _volume(series_id)
     window = _window(volume)
     geometry = make_plane(volume, wanted)
+    layers = await _layers(volume, Sampling(slab, mode, linear)) if fmt != "npy" else Layers()
     if fmt == "json":
-        return answer({**geometry.describe(), "Plane": plane, "Units": volume.units})
+        described = {**geometry.describe(), "Plane": plane, "Units": volume.units}
+        if layers:
+            described["Layers"] = (await asyncio.to_thread(render, layers, volume, geometry, None))[1]
+        return answer(described)
     values = await asyncio.to_thread(reslice, volume, geometry, slab=slab, mode=mode, linear=linear)
     if fmt == "npy":
         return Response(
             await asyncio.to_thread(npy_file, values, compress=False), content_type="application/octet-stream"
         )
     picture = windowed(values, *window)
+    if layers:
+        picture = (await asyncio.to_thread(render, layers, volume, geometry, picture))[0]
     image_format = ImageFormat.PNG if fmt == "png" else ImageFormat.JPEG
     body = await asyncio.to_thread(encode, picture, image_format, quality)
     return Response(body, content_type=image_format.value)
@@ -151,6 +260,21 @@ async def value_at(series_id: str) -> Response:
             "Index": [math.floor(v + 0.5) for v in continuous],
             "ContinuousIndex": continuous.tolist(),
             "Point": point,
+        }
+    )
+
+
+@bp.get("/viewer/api/instances/<instance_id>/rtstruct")
+async def rtstruct_contours(instance_id: str) -> Response:
+    """The ROIs of an RT Structure Set (number, name, colour, frame of reference) and their contours in mm."""
+    ds = await _dataset(instance_id)
+    rois = await asyncio.to_thread(structure_set, ds, instance_id)
+    return answer(
+        {
+            "ID": instance_id,
+            "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
+            "StructureSetLabel": str(ds.get("StructureSetLabel", "")),
+            "ROIs": [roi.describe(contours=True) for roi in rois],
         }
     )
 
