@@ -18,6 +18,7 @@ from isengard.model import ResourceType
 
 from . import iiif, rest, viewer
 from .cache import PyramidCache
+from .dicomize_job import register_dicomize_route, register_job_types  # noqa: F401 - hooks of this plugin
 
 #: One cache per running server, by the identity of its context.
 _caches: dict[int, PyramidCache] = {}

@@ -25,7 +25,7 @@ import tifffile
 from PIL import Image
 from pydicom.encaps import generate_frames
 
-from isengard.testing import ServerProcess, require_tool, sample
+from isengard.testing import ServerProcess, require_tool, sample, wait_job
 
 DICOMIZER = str(Path(sys.executable).parent / "isengard-wsi-dicomizer")
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -405,3 +405,63 @@ def test_options_as_orthanc_spells_them() -> None:
     assert "PatientName" in sample_dataset and "SpecimenDescriptionSequence" in sample_dataset
     _assert_one_line_error(run("--openslide=/usr/lib/libopenslide.so", "--folder=/nonexistent/x", "slide.svs"))
     assert run("--reencode").returncode != 0  # a Boolean option needs its value, as in OrthancWSIDicomizer
+
+
+# -- POST /wsi/dicomize: the same conversion, as a job of the server ------------------------------------------
+def _dicomized_pyramid(server: ServerProcess, answer: dict[str, Any]) -> dict[str, Any]:
+    """The job's outcome: it succeeded, and its series has a pyramid."""
+    assert answer["Path"] == f"/jobs/{answer['ID']}"
+    job = wait_job(server, answer["ID"], timeout=120)
+    assert job["State"] == "Success" and job["Type"] == "WsiDicomizer", job
+    pyramid = server.get(f"/wsi/pyramids/{job['Content']['ParentSeries']}").json()
+    assert len(job["Content"]["Instances"]) == len(pyramid["Sizes"])
+    return pyramid
+
+
+def test_dicomize_job_of_an_uploaded_tiff(isengard: Callable[..., ServerProcess]) -> None:
+    """The body is the slide; options in the query string; instances stored through the ingest."""
+    server = isengard()
+    source = sample("WSI", "LenaColorJpegYCbCr.tiff")
+    with tifffile.TiffFile(source) as tiff:
+        sizes = [[page.imagewidth, page.imagelength] for page in (lv.keyframe for lv in tiff.series[0].levels)]
+    response = server.post(
+        "/wsi/dicomize", content=source.read_bytes(), headers={"Content-Type": "image/tiff"}, params={"MaxSize": 0}
+    )
+    assert response.status_code == 200, response.text
+    assert _dicomized_pyramid(server, response.json())["Sizes"] == sizes
+    assert (
+        server.post(
+            "/wsi/dicomize", content=b"II*\0", headers={"Content-Type": "image/tiff"}, params={"Nonsense": 1}
+        ).status_code
+        == 400
+    )
+
+
+def test_dicomize_job_of_a_path_in_the_folder(isengard: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    folder = tmp_path / "slides"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "logo.tiff").write_bytes(sample("WSI", "OrthancLogoJpeg.tiff").read_bytes())
+    (tmp_path / "secret.tiff").write_bytes(b"not for clients")
+    (folder / "link.tiff").symlink_to(tmp_path / "secret.tiff")
+    server = isengard({"WholeSlideImaging": {"DicomizerFolder": str(folder)}})
+    body = {"Path": "sub/logo.tiff", "Pyramid": True, "TileWidth": 128, "TileHeight": 128, "Compression": "jpeg"}
+    pyramid = _dicomized_pyramid(server, server.post("/wsi/dicomize", json=body).json())
+    assert pyramid["TilesSizes"][0] == [128, 128] and len(pyramid["Sizes"]) > 1
+    for path, status in (("../secret.tiff", 403), ("link.tiff", 403), (str(tmp_path / "secret.tiff"), 400)):
+        assert server.post("/wsi/dicomize", json={"Path": path}).status_code == status, path
+    assert server.post("/wsi/dicomize", json={"Path": "missing.tiff"}).status_code == 404
+    assert server.post("/wsi/dicomize", json={"Path": "sub/logo.tiff", "TileWidth": -1}).status_code == 400
+
+
+def test_dicomize_job_refuses_a_path_without_folder_and_rolls_back(
+    isengard: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = isengard()
+    assert server.post("/wsi/dicomize", json={"Path": "slide.tiff"}).status_code == 403
+    truncated = _truncated_pyramid(tmp_path / "late.tiff")
+    answer = server.post(
+        "/wsi/dicomize", content=truncated.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    ).json()
+    job = wait_job(server, answer["ID"], timeout=60)
+    assert job["State"] == "Failure" and "truncated" in job["ErrorDetails"], job
+    assert server.get("/instances").json() == []  # the levels stored before the failure are deleted

@@ -7,19 +7,21 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, generate_uid
 from tqdm import tqdm
 
 from . import levels as pyramid
 from .dataset import (
+    IMAGE_TYPE_ASSOCIATED,
     DatasetError,
     Geometry,
     Series,
@@ -32,7 +34,7 @@ from .dataset import (
 from .jpeg import JpegError
 from .levels import Encoding, Halving, TargetLevel
 from .options import UsageError, orthanc_client, parser, refuse_unsupported
-from .sources import SourceError, SourceLevel, open_slide
+from .sources import ImageLevel, SourceError, SourceLevel, open_slide
 from .writer import FolderTarget, OrthancTarget, Spool, Target, TargetError, write_instance
 
 log = logging.getLogger("isengard_wsi.dicomizer")
@@ -49,6 +51,15 @@ class Output:
     max_bytes: int  # 0: no limit
     bar: Any  # tqdm
     pool: Executor | None
+    progress: Callable[[float], None] | None = None  # told the fraction of frames done, after each frame
+    total: int = 0
+    done: int = 0
+
+    def frame_done(self) -> None:
+        self.bar.update()
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done / max(1, self.total))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         refuse_unsupported(args)
         dicomize(args)
     except (UsageError, SourceError, JpegError, TargetError, DatasetError, OSError) as e:
-        print(f"isengard-wsi-dicomizer: error: {_one_line(e)}", file=sys.stderr)
+        print(f"isengard-wsi-dicomizer: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("isengard-wsi-dicomizer: interrupted, nothing stored", file=sys.stderr)
@@ -74,12 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     text = str(error) if not isinstance(error, OSError) or not error.strerror else f"{error.strerror}: {error.filename}"
     return " ".join(text.split()) or type(error).__name__
 
 
-def dicomize(args: argparse.Namespace) -> None:
+def dicomize(
+    args: argparse.Namespace, target: Target | None = None, progress: Callable[[float], None] | None = None
+) -> None:
+    """The conversion ``args`` ask for, into ``target`` (default: --folder or --orthanc); ``progress`` is told
+    the fraction done (the server's WsiDicomizer job stores the instances itself, and reports its progress)."""
     source = Path(args.input)
     encoding = Encoding(args.compression or "jpeg", args.jpeg_quality, args.reencode, args.smooth)
     icc = Path(args.icc_profile).read_bytes() if args.icc_profile else srgb_profile()
@@ -87,7 +102,7 @@ def dicomize(args: argparse.Namespace) -> None:
     series = Series(
         read_dataset(Path(args.dataset) if args.dataset else None, source.stem), geometry, args.optical_path, icc
     )
-    with open_slide(source) as slide:
+    with open_slide(source, args.openslide) as slide:
         targets = pyramid.plan(
             slide.levels,
             plain=slide.plain,
@@ -107,15 +122,17 @@ def dicomize(args: argparse.Namespace) -> None:
                 level.tile_height,
                 how,
             )
-        target = _target(args)
+        target = target or _target(args)
         pool = ThreadPoolExecutor(args.threads) if args.threads > 1 else None
         try:
             with (
                 pool or nullcontext(),
                 tqdm(total=sum(t.frame_count for t in targets), unit="tile", disable=None, desc=source.name) as bar,
             ):
-                output = Output(target, args.max_size * 1024 * 1024, bar, pool)
+                output = Output(target, args.max_size * 1024 * 1024, bar, pool, progress, bar.total)
+                associated = {k: v for k, v in slide.associated.items() if not (args.no_label and k == "label")}
                 _write_levels(targets, slide.levels[0], series, encoding, output)
+                _write_associated(associated, len(targets), targets[0], series, encoding, output)
             target.commit()
         except BaseException:
             target.rollback()
@@ -147,6 +164,26 @@ def _write_levels(
         above = below
 
 
+def _write_associated(
+    images: dict[str, np.ndarray], index: int, base: TargetLevel, series: Series, encoding: Encoding, output: Output
+) -> None:
+    """The label, macro and thumbnail, each an instance of the series after the levels, re-encoded as
+    --compression says: the label and overview in one frame, the thumbnail tiled as the levels (the tile server
+    counts a THUMBNAIL as a level of the pyramid)."""
+    for name, pixels in images.items():
+        height, width, samples = pixels.shape
+        one_frame = name != "thumbnail"
+        tile = (width, height) if one_frame else (base.tile_width, base.tile_height)
+        source = ImageLevel(width, height, width, height, samples, pixels=pixels)
+        level = TargetLevel(width, height, *tile, samples, source)
+        output.bar.total += level.frame_count
+        output.total += level.frame_count
+        frames = pyramid.frames(level, source, encoding, None, output.pool)
+        image_type = IMAGE_TYPE_ASSOCIATED[name]
+        _write_level(index, level, frames, series, encoding, output, source_ratio=None, image_type=image_type)
+        index += 1
+
+
 def _write_level(
     index: int,
     level: TargetLevel,
@@ -156,6 +193,7 @@ def _write_level(
     output: Output,
     *,
     source_ratio: float | None,
+    image_type: list[str] | None = None,
 ) -> None:
     """The frames of one level into one instance, or a concatenation of several when they pass --max-size.
 
@@ -174,7 +212,9 @@ def _write_level(
         lossy = (_JPEG, raw_frame * count / max(1, spool.size)) if jpeg_frames else None
         if source_ratio is not None and not jpeg_frames:
             lossy = (_JPEG, source_ratio)
-        ds = level_dataset(series, level, index, photometric=photometric, frames=count, lossy=lossy)
+        ds = level_dataset(
+            series, level, index, photometric=photometric, frames=count, lossy=lossy, image_type=image_type
+        )
         if parts or not last:
             _concatenate(ds, concatenation, parts + 1, offset)
         output.target.add(lambda out: write_instance(out, ds, syntax, spool))
@@ -187,7 +227,7 @@ def _write_level(
                 spool.close()
                 spool = Spool()
             spool.add(frame)
-            output.bar.update()
+            output.frame_done()
         flush(last=True)
     finally:
         spool.close()

@@ -28,6 +28,12 @@ from .levels import TargetLevel
 SOFTWARE = "Isengard WSI DICOMizer"
 IMAGE_TYPE_BASE = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
 IMAGE_TYPE_RESAMPLED = ["DERIVED", "PRIMARY", "VOLUME", "RESAMPLED"]
+#: The associated images by OpenSlide's name (PS3.3 C.8.12.4.1.1: a thumbnail is resampled from the volume).
+IMAGE_TYPE_ASSOCIATED = {
+    "label": ["ORIGINAL", "PRIMARY", "LABEL", "NONE"],
+    "macro": ["ORIGINAL", "PRIMARY", "OVERVIEW", "NONE"],
+    "thumbnail": ["DERIVED", "PRIMARY", "THUMBNAIL", "RESAMPLED"],
+}
 
 
 class DatasetError(Exception):
@@ -176,15 +182,31 @@ def _optical_path(series: Series, colour: bool) -> Dataset:
 
 
 def level_dataset(
-    series: Series, level: TargetLevel, index: int, *, photometric: str, frames: int, lossy: tuple[str, float] | None
+    series: Series,
+    level: TargetLevel,
+    index: int,
+    *,
+    photometric: str,
+    frames: int,
+    lossy: tuple[str, float] | None,
+    image_type: list[str] | None = None,
 ) -> Dataset:
-    """The header of (part of) level ``index``; ``lossy`` is (method, ratio) when the pixels were ever lossy."""
+    """The header of (part of) level ``index``; ``lossy`` is (method, ratio) when the pixels were ever lossy;
+    ``image_type`` for an associated image (label, overview, thumbnail), else that of a VOLUME level."""
     ds = Dataset()
     ds.update(series.common)
     ds.SOPClassUID, ds.SOPInstanceUID = WSI_SOP_CLASS, generate_uid()
     ds.InstanceNumber = index + 1
     ds.PyramidUID = series.pyramid_uid
-    ds.ImageType = IMAGE_TYPE_BASE if index == 0 else IMAGE_TYPE_RESAMPLED
+    ds.ImageType = image_type or (IMAGE_TYPE_BASE if index == 0 else IMAGE_TYPE_RESAMPLED)
+    if ds.ImageType[2] in ("LABEL", "OVERVIEW"):  # a picture of the glass: the label, with what it says
+        # new elements: the ones copied from series.common are shared by every instance
+        ds.add_new(0x00480010, "CS", "YES")  # SpecimenLabelInImage
+        ds.add_new(0x00280301, "CS", "YES")  # BurnedInAnnotation
+    if ds.ImageType[2] == "LABEL":  # Slide Label module (PS3.3 C.8.12.8), Type 2: unknown unless --dataset says
+        for keyword in ("BarcodeValue", "LabelText"):
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     geometry = series.geometry
     ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth = geometry.width, geometry.height, geometry.depth
     ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows = level.width, level.height

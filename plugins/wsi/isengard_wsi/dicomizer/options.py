@@ -53,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="isengard-wsi-dicomizer",
         description="Create a DICOM series (VL Whole Slide Microscopy Image, TILED_FULL) from a digital pathology "
-        "image: a tiled TIFF pyramid, or a plain JPEG or PNG. JPEG tiles are copied into the frames as they are "
+        "image: a tiled TIFF pyramid, a plain JPEG or PNG, or any format OpenSlide reads (SVS, NDPI, MIRAX...). "
+        "JPEG tiles are copied into the frames as they are "
         "(lossless) unless re-encoding is asked for. Same options as OrthancWSIDicomizer.",
     )
     p.add_argument("input", nargs="?", help="the source image")
@@ -61,7 +62,14 @@ def parser() -> argparse.ArgumentParser:
     generic.add_argument("--version", action="store_true", help="output version information and exit")
     generic.add_argument("--verbose", action="store_true", help="be verbose in logs")
     generic.add_argument("--threads", type=positive, default=1, help="number of threads encoding tiles (default 1)")
-    generic.add_argument("--openslide", metavar="PATH", help=f"path to the OpenSlide library {NOT_YET}")
+    generic.add_argument(
+        "--openslide",
+        metavar="PATH",
+        help="path to the OpenSlide library (default: openslide-bin's), for the formats it reads (NDPI, MIRAX...)",
+    )
+    generic.add_argument(
+        "--no-label", action="store_true", help="leave the slide's label image out (it may name the patient)"
+    )
     source = p.add_argument_group("Options for the source image")
     source.add_argument("--dataset", metavar="JSON", help="JSON file of the DICOM tags to set (Orthanc's format)")
     source.add_argument("--sample-dataset", action="store_true", help="print a sample --dataset file, then exit")
@@ -200,8 +208,6 @@ def orthanc_client(args: argparse.Namespace) -> httpx.Client:
 
 
 def refuse_unsupported(args: argparse.Namespace) -> None:
-    if args.openslide:
-        raise UsageError("--openslide: OpenSlide formats are not supported yet; convert the slide to a tiled TIFF")
     if any(getattr(args, f"cytomine_{name}") for name in ("url", "public_key", "private_key", "image")):
         raise UsageError("importing from Cytomine is not supported yet")
     if args.repaint:

@@ -1,4 +1,9 @@
-"""The slides a DICOMizer reads: tiled TIFF pyramids (through tifffile, tile by tile) and plain JPEG/PNG images.
+"""The slides a DICOMizer reads: tiled TIFF pyramids (through tifffile, tile by tile), plain JPEG/PNG images, and
+through OpenSlide (openslide_source) whatever else it knows.
+
+tifffile comes first for a TIFF, an Aperio SVS included: its JPEG tiles are then copied as they are (lossless),
+and OpenSlide only gives the SVS's label, macro and thumbnail. A file neither tifffile nor Pillow reads (NDPI's
+untiled JPEG, MIRAX, a TIFF without tiles...) goes to OpenSlide when it recognizes the format.
 
 A source level offers two things: its tiles as complete JPEG streams when it stores JPEG (to be copied into DICOM
 frames as they are, the lossless path), and decoded rows of pixels (for levels that must be re-encoded, re-tiled or
@@ -11,7 +16,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +164,7 @@ class ImageLevel(SourceLevel):
 class Slide:
     levels: list[SourceLevel]
     plain: bool  # one picture: its pyramid is always built (as OrthancWSIDicomizer does)
+    associated: dict[str, np.ndarray] = field(default_factory=dict)  # "label", "macro", "thumbnail": RGB pixels
 
 
 def _check_page(page: tifffile.TiffPage) -> int:
@@ -167,6 +173,8 @@ def _check_page(page: tifffile.TiffPage) -> int:
         raise SourceError(f"only 8-bit images are supported, not {page.dtype}")
     if page.planarconfig == 2 and page.samplesperpixel > 1:
         raise SourceError("TIFF files with separate colour planes (PlanarConfiguration 2) are not supported")
+    if int(page.compression) != _JPEG and int(page.compression) not in tifffile.TIFF.DECOMPRESSORS:
+        raise SourceError(f"cannot decode {page.compression.name} tiles without the imagecodecs package")
     photometric = int(page.photometric)
     if int(page.compression) == _JPEG and photometric in (_RGB, _YCBCR, _MINISBLACK):
         return 1 if photometric == _MINISBLACK else 3
@@ -214,19 +222,41 @@ def _image(path: Path) -> Slide:
 
 
 @contextmanager
-def open_slide(path: Path) -> Iterator[Slide]:
-    """The slide in ``path``, told by its first bytes (TIFF, or an image Pillow reads)."""
+def open_slide(path: Path, openslide_library: str | None = None) -> Iterator[Slide]:
+    """The slide in ``path``, told by its first bytes (TIFF, or an image Pillow reads), else by OpenSlide.
+
+    OpenSlide (``openslide_library``: the library's path, or openslide-bin's) is imported only when needed."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
     except OSError as e:
         raise SourceError(f"cannot open {path}: {e.strerror}") from None
+    with ExitStack() as stack:
+        try:
+            slide = _native(path, magic, stack, openslide_library)
+        except SourceError as error:
+            from .openslide_source import detect, open_openslide
+
+            if not detect(path, openslide_library):
+                raise error from None
+            levels, associated = stack.enter_context(open_openslide(path, openslide_library))
+            slide = Slide(levels, plain=False, associated=associated)
+        yield slide
+
+
+def _native(path: Path, magic: bytes, stack: ExitStack, openslide_library: str | None) -> Slide:
+    """The slide as tifffile or Pillow read it, or SourceError."""
     if magic[:2] not in (b"II", b"MM"):
-        yield _image(path)
-        return
+        return _image(path)
     try:
-        tiff = tifffile.TiffFile(path)
+        tiff = stack.enter_context(tifffile.TiffFile(path))
     except (tifffile.TiffFileError, ValueError, EOFError, struct.error, OSError) as e:
         raise SourceError(f"cannot read {path.name} as TIFF: {e}") from None
-    with tiff:
-        yield _tiff(tiff, path.name)
+    slide = _tiff(tiff, path.name)
+    if tiff.is_svs:
+        from .openslide_source import open_openslide
+
+        # the SVS's label, macro and thumbnail pages are LZW or JPEG strips: OpenSlide decodes them
+        with open_openslide(path, openslide_library) as (_, associated):
+            slide.associated = associated
+    return slide
