@@ -2,15 +2,13 @@
 are at known patient positions: slices, window/level, lengths in mm and the MPR crosshair are checked against
 them, and nothing may be fetched from another origin.
 
-The browser fixtures are the Explorer's (plugins/explorer/tests/conftest.py), loaded from that file rather than
-copied: a page fails its test on an uncaught exception or a Content-Security-Policy violation.
+The browser fixtures come from isengard.browser_testing (conftest.py): a page fails its test on an uncaught
+exception or a Content-Security-Policy violation.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,19 +17,6 @@ import pytest
 from isengard.testing import ServerProcess
 from isengard_viewer import phantom
 from isengard_viewer.phantom import Series
-
-
-def _explorer_browser_fixtures() -> Any:
-    path = Path(__file__).parents[2] / "explorer" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("explorer_browser_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_browser = _explorer_browser_fixtures()
-chromium, browser_page, screenshot = _browser.chromium, _browser.browser_page, _browser.screenshot
 
 CT = Series()  # 80 x 64 pixels of 0.7 x 0.8 mm (0.7 mm square once resliced), 40 axial slices 2 mm apart
 SHAPES = phantom.shapes_for(CT)

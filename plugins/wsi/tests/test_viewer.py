@@ -2,13 +2,12 @@
 isengard-wsi-dicomizer: the tiles of the level that suits the zoom, the controls, the scale, and nothing fetched
 from another origin; and the Explorer's link to it, on whole-slide series only.
 
-The browser fixtures are the Explorer's (plugins/explorer/tests/conftest.py), loaded from that file rather than
-copied: a page fails its test on an uncaught exception or a Content-Security-Policy violation.
+The browser fixtures come from isengard.browser_testing (conftest.py): a page fails its test on an uncaught
+exception or a Content-Security-Policy violation.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -21,19 +20,6 @@ import pytest
 from pydicom.uid import generate_uid
 
 from isengard.testing import ServerProcess, sample
-
-
-def _explorer_browser_fixtures() -> Any:
-    path = Path(__file__).parents[2] / "explorer" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("explorer_browser_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_browser = _explorer_browser_fixtures()
-chromium, browser_page, screenshot = _browser.chromium, _browser.browser_page, _browser.screenshot
 
 DICOMIZER = str(Path(sys.executable).parent / "isengard-wsi-dicomizer")
 #: 2000 x 420 in four levels (1000, 500, 250 wide) of 256-pixel tiles, 15 mm wide (the DICOMizer's default).
