@@ -39,6 +39,21 @@ class PageErrors(list[str]):
         page.on("console", lambda m: self.append(m.text) if "Content Security Policy" in m.text else None)
 
 
+class Traffic:
+    """What a page asked for and what its console reported as errors."""
+
+    def __init__(self, page: Any) -> None:
+        self.urls: list[str] = []
+        self.console_errors: list[str] = []
+        page.on("request", lambda request: self.urls.append(request.url))
+        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+
+    def check(self, origin: str) -> None:
+        """Nothing was asked of another origin than ``origin`` (the server's URL), no console error."""
+        assert all(url.startswith(origin + "/") for url in self.urls), self.urls
+        assert not self.console_errors, self.console_errors
+
+
 @pytest.fixture
 def browser_page(chromium: Any) -> Iterator[Any]:
     """``browser_page(**context_options)``: a fresh page; the test fails if the page threw or broke the CSP."""

@@ -17,35 +17,20 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset
 
 from isengard.testing import ServerProcess, assert_orthanc_error, sample
 from isengard_viewer import phantom
 from isengard_viewer.phantom import GaussianDose, PetDose, Series, StructureColors
 
+from .conftest import PET, upload
+
 CT = Series()
-PET = Series(
-    rows=32,
-    columns=32,
-    pixel_spacing=(4.0, 4.0),
-    offsets=tuple(4.0 * k for k in range(20)),
-    origin=(-60.5, -50.2, -110.3),
-    modality="PT",
-)
 DOSE_GRID = Series(
     rows=40, columns=48, pixel_spacing=(2.5, 2.5), offsets=tuple(2.5 * k for k in range(36)), origin=(-30, -16, -104)
 )
 COLORS = StructureColors()
 SHAPES = phantom.shapes_for(CT)
 DOSE = GaussianDose(center=SHAPES.sphere_center)
-
-
-def _upload(server: ServerProcess, datasets: list[Dataset]) -> dict[str, Any]:
-    with server.client() as client:
-        for ds in datasets:
-            response = client.post("/instances", content=phantom.to_bytes(ds))
-            response.raise_for_status()
-    return response.json()
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +45,12 @@ def ids(server: ServerProcess) -> dict[str, str]:
     pet_shapes = replace(SHAPES, sphere_value=25000.0, cube_value=3000.0, background=3000.0)
     structures = phantom.rt_structure_set(ct, SHAPES, colors=COLORS)
     return {
-        "ct": _upload(server, ct)["ParentSeries"],
-        "pet": _upload(server, phantom.pet_series(PET, pet_shapes, PetDose(), like=ct[0]))["ParentSeries"],
-        "elsewhere": _upload(server, phantom.pet_series(PET, pet_shapes, PetDose()))["ParentSeries"],
-        "rtstruct": _upload(server, [structures])["ID"],
-        "rtdose": _upload(server, [phantom.rt_dose(DOSE_GRID, DOSE, ct[0])])["ID"],
-        "otherdose": _upload(server, [phantom.rt_dose(DOSE_GRID, DOSE, phantom.ct_series(CT, SHAPES)[0])])["ID"],
+        "ct": upload(server, ct)["ParentSeries"],
+        "pet": upload(server, phantom.pet_series(PET, pet_shapes, PetDose(), like=ct[0]))["ParentSeries"],
+        "elsewhere": upload(server, phantom.pet_series(PET, pet_shapes, PetDose()))["ParentSeries"],
+        "rtstruct": upload(server, [structures])["ID"],
+        "rtdose": upload(server, [phantom.rt_dose(DOSE_GRID, DOSE, ct[0])])["ID"],
+        "otherdose": upload(server, [phantom.rt_dose(DOSE_GRID, DOSE, phantom.ct_series(CT, SHAPES)[0])])["ID"],
     }
 
 

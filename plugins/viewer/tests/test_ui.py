@@ -14,40 +14,21 @@ from typing import Any
 import numpy as np
 import pytest
 
+from isengard.browser_testing import Traffic
 from isengard.testing import ServerProcess
 from isengard_viewer import phantom
 from isengard_viewer.phantom import Series
+
+from .conftest import upload
 
 CT = Series()  # 80 x 64 pixels of 0.7 x 0.8 mm (0.7 mm square once resliced), 40 axial slices 2 mm apart
 SHAPES = phantom.shapes_for(CT)
 PIXEL = min(CT.pixel_spacing)
 
 
-def _upload(server: ServerProcess, datasets: list[Any]) -> str:
-    with server.client() as client:
-        for ds in datasets:
-            response = client.post("/instances", content=phantom.to_bytes(ds))
-            response.raise_for_status()
-    return response.json()["ParentSeries"]
-
-
 @pytest.fixture(scope="module")
 def ct(module_server: ServerProcess) -> tuple[ServerProcess, str]:
-    return module_server, _upload(module_server, phantom.ct_series(CT, SHAPES))
-
-
-class Traffic:
-    """What a page asked for and what its console reported as errors."""
-
-    def __init__(self, page: Any) -> None:
-        self.urls: list[str] = []
-        self.console_errors: list[str] = []
-        page.on("request", lambda request: self.urls.append(request.url))
-        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
-
-    def check(self, server: ServerProcess) -> None:
-        assert all(url.startswith(server.url + "/") for url in self.urls), self.urls
-        assert not self.console_errors
+    return module_server, upload(module_server, phantom.ct_series(CT, SHAPES))["ParentSeries"]
 
 
 def view(page: Any, plane: str) -> dict[str, str]:
@@ -154,7 +135,7 @@ def test_stack_scrolls_and_windows(ct: tuple[ServerProcess, str], browser_page: 
     before = grey(page, middle)
     page.click("#invert")
     assert grey(page, middle) == pytest.approx(255 - before, abs=2)
-    traffic.check(server)
+    traffic.check(server.url)
 
 
 def test_length_in_mm(ct: tuple[ServerProcess, str], browser_page: Callable, screenshot: Any) -> None:
@@ -184,7 +165,7 @@ def test_length_in_mm(ct: tuple[ServerProcess, str], browser_page: Callable, scr
     assert length == pytest.approx(2 * half - PIXEL, abs=PIXEL)
     assert text(page, "axial", "length") == f"Length {length:.1f} mm"
     screenshot(page, "length")
-    traffic.check(server)
+    traffic.check(server.url)
 
 
 def test_mpr_crosshair_follows_a_click(ct: tuple[ServerProcess, str], browser_page: Callable, screenshot: Any) -> None:
@@ -217,12 +198,12 @@ def test_mpr_crosshair_follows_a_click(ct: tuple[ServerProcess, str], browser_pa
         shown = geometry(server, series, plane, position=view(page, plane)["position"])
         assert grey(page, screen_point(page, plane, shown, target)) > 200
     screenshot(page, "mpr")
-    traffic.check(server)
+    traffic.check(server.url)
 
 
 def test_series_without_geometry_is_a_stack(isengard: Callable[..., ServerProcess], browser_page: Callable) -> None:
     server = isengard()
-    series = _upload(server, phantom.ct_series(CT, SHAPES, geometry=False))
+    series = upload(server, phantom.ct_series(CT, SHAPES, geometry=False))["ParentSeries"]
     page = browser_page()
     page.goto(f"{server.url}/viewer/?series={series}")
     page.wait_for_selector('.viewport[data-plane="stack"][data-window]')

@@ -24,15 +24,9 @@ from isengard.testing import ServerProcess, assert_orthanc_error, sample
 from isengard_viewer import phantom
 from isengard_viewer.phantom import PetDose, Series, Shapes
 
+from .conftest import PET, upload
+
 CT = Series()
-PET = Series(
-    rows=32,
-    columns=32,
-    pixel_spacing=(4.0, 4.0),
-    offsets=tuple(4.0 * k for k in range(20)),
-    origin=(-60.5, -50.2, -110.3),
-    modality="PT",
-)
 VARIANTS: dict[str, Series] = {
     "plain": CT,
     "oblique": Series(orientation=phantom.rotation(20.0, -15.0, 30.0)),
@@ -40,14 +34,6 @@ VARIANTS: dict[str, Series] = {
     "uneven": Series(offsets=tuple(2.0 * k + (3.0 if k >= 20 else 0.0) for k in range(40))),
 }
 DOSE = PetDose()
-
-
-def _upload(server: ServerProcess, datasets: list[Dataset]) -> str:
-    with server.client() as client:
-        for ds in datasets:
-            response = client.post("/instances", content=phantom.to_bytes(ds))
-            response.raise_for_status()
-    return response.json()["ParentSeries"]
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +47,26 @@ def series(server: ServerProcess) -> Iterator[dict[str, tuple[str, Series, Shape
     uploaded: dict[str, tuple[str, Series, Shapes]] = {}
     for name, grid in VARIANTS.items():
         shapes = phantom.shapes_for(grid)
-        uploaded[name] = (_upload(server, phantom.ct_series(grid, shapes)), grid, shapes)
+        uploaded[name] = (upload(server, phantom.ct_series(grid, shapes))["ParentSeries"], grid, shapes)
     shapes = phantom.shapes_for(CT)
-    uploaded["duplicates"] = (_upload(server, phantom.ct_series(CT, shapes, duplicate=7, localizer=True)), CT, shapes)
+    duplicates = phantom.ct_series(CT, shapes, duplicate=7, localizer=True)
+    uploaded["duplicates"] = (upload(server, duplicates)["ParentSeries"], CT, shapes)
     mixed = phantom.ct_series(CT, shapes)
     for ds in phantom.ct_series(
         replace(CT, orientation=phantom.rotation(x_degrees=-90.0), offsets=(0.0, 2.0, 4.0)), shapes
     ):
         ds.StudyInstanceUID, ds.SeriesInstanceUID = mixed[0].StudyInstanceUID, mixed[0].SeriesInstanceUID
         mixed.append(ds)
-    uploaded["mixed"] = (_upload(server, mixed), CT, shapes)
-    uploaded["enhanced"] = (_upload(server, [phantom.enhanced_ct(CT, shapes)]), CT, shapes)
-    uploaded["rle"] = (_upload(server, _rle(phantom.ct_series(CT, shapes))), CT, shapes)
+    uploaded["mixed"] = (upload(server, mixed)["ParentSeries"], CT, shapes)
+    uploaded["enhanced"] = (upload(server, [phantom.enhanced_ct(CT, shapes)])["ParentSeries"], CT, shapes)
+    uploaded["rle"] = (upload(server, _rle(phantom.ct_series(CT, shapes)))["ParentSeries"], CT, shapes)
     single = Series(offsets=(0.0,))
-    uploaded["single"] = (_upload(server, phantom.ct_series(single, shapes)), single, shapes)
-    uploaded["nogeometry"] = (_upload(server, phantom.ct_series(CT, shapes, geometry=False)), CT, shapes)
+    uploaded["single"] = (upload(server, phantom.ct_series(single, shapes))["ParentSeries"], single, shapes)
+    uploaded["nogeometry"] = (upload(server, phantom.ct_series(CT, shapes, geometry=False))["ParentSeries"], CT, shapes)
     pet_shapes = phantom.shapes_for(PET, sphere_value=25000.0, cube_value=3000.0, background=3000.0, radius=12.0)
     for correction in ("START", "ADMIN", "NONE"):
         datasets = phantom.pet_series(PET, pet_shapes, DOSE, decay_correction=correction)
-        uploaded[f"pet-{correction}"] = (_upload(server, datasets), PET, pet_shapes)
+        uploaded[f"pet-{correction}"] = (upload(server, datasets)["ParentSeries"], PET, pet_shapes)
     yield uploaded
 
 
@@ -351,15 +338,15 @@ def test_presets_and_jpeg(server: ServerProcess, series: dict) -> None:
 def test_a_series_that_grows_is_loaded_again(server: ServerProcess) -> None:
     shapes = phantom.shapes_for(CT)
     datasets = phantom.ct_series(CT, shapes)
-    series_id = _upload(server, datasets[:10])
+    series_id = upload(server, datasets[:10])["ParentSeries"]
     assert _volume(server, series_id)["Size"][2] == 10
-    _upload(server, datasets[10:])
+    upload(server, datasets[10:])
     assert _volume(server, series_id)["Size"][2] == 40
 
 
 def test_webviewer_options_are_accepted(isengard: Any) -> None:
     server = isengard({"WebViewer": {"CachePath": "cache", "CacheSize": 10, "Threads": 3}, "Viewer": {"CacheSize": 0}})
-    series_id = _upload(server, phantom.ct_series(Series(offsets=(0.0, 2.0)), phantom.shapes_for(CT)))
+    series_id = upload(server, phantom.ct_series(Series(offsets=(0.0, 2.0)), phantom.shapes_for(CT)))["ParentSeries"]
     assert _volume(server, series_id)["Size"] == [80, 64, 2]
     assert "unknown configuration option" not in server.log_path.read_text()
 

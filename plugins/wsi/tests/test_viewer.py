@@ -19,6 +19,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from isengard.browser_testing import Traffic
 from isengard.testing import ServerProcess, sample
 
 DICOMIZER = str(Path(sys.executable).parent / "isengard-wsi-dicomizer")
@@ -39,19 +40,10 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
-class Traffic:
-    """What a page asked for and what its console reported as errors."""
-
-    def __init__(self, page: Any) -> None:
-        self.urls: list[str] = []
-        self.console_errors: list[str] = []
-        page.on("request", lambda request: self.urls.append(request.url))
-        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
-
-    def tiles(self, series: str) -> set[tuple[int, int, int]]:
-        """(level, x, y) of the tiles asked for."""
-        found = (TILE.search(url) for url in self.urls)
-        return {(int(m[2]), int(m[3]), int(m[4])) for m in found if m and m[1] == series}
+def tiles_asked(traffic: Traffic, series: str) -> set[tuple[int, int, int]]:
+    """(level, x, y) of the tiles a page asked for."""
+    found = (TILE.search(url) for url in traffic.urls)
+    return {(int(m[2]), int(m[3]), int(m[4])) for m in found if m and m[1] == series}
 
 
 def map_state(page: Any) -> tuple[int, list[int]]:
@@ -88,7 +80,7 @@ def test_viewer_shows_the_slide_level_by_level(
     assert level == expected
     assert visible[0] <= 0 and visible[1] <= 0 and visible[2] >= width and visible[3] >= height
     columns, rows = pyramid["TilesCount"][expected]
-    tiles = traffic.tiles(series)
+    tiles = tiles_asked(traffic, series)
     assert {(x, y) for (lv, x, y) in tiles if lv == expected} == {(x, y) for x in range(columns) for y in range(rows)}
     assert min(lv for lv, _, _ in tiles) == expected  # nothing finer than needed (the overview asks coarser ones)
     # the slide is on the canvas: its centre pixel is the logo's grey, not the white around the slide
@@ -106,7 +98,7 @@ def test_viewer_shows_the_slide_level_by_level(
     for target in range(expected - 1, -1, -1):
         page.click(".ol-zoom-in")
         wait_for_level(page, target)
-        assert any(lv == target for lv, _, _ in traffic.tiles(series))
+        assert any(lv == target for lv, _, _ in tiles_asked(traffic, series))
     level, visible = map_state(page)
     assert visible[2] - visible[0] == VIEWPORT["width"]  # one slide pixel per screen pixel
     assert page.inner_text(".ol-scale-line-inner") != fitted_scale
@@ -117,8 +109,7 @@ def test_viewer_shows_the_slide_level_by_level(
     level, visible = map_state(page)
     assert visible[0] <= 0 and visible[1] <= 0 and visible[2] >= width and visible[3] >= height
 
-    assert all(url.startswith(server.url + "/") for url in traffic.urls), traffic.urls
-    assert not traffic.console_errors
+    traffic.check(server.url)
 
 
 def test_viewer_names_a_series_without_pyramid(isengard: Callable[..., ServerProcess], browser_page: Any) -> None:
