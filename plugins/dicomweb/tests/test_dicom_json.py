@@ -16,12 +16,20 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 
 from isengard.dicom.parse import read_header
-from isengard.errors import OrthancError
 from isengard.testing import sample
 from isengard_dicomweb.dicom_json import dataset_json
 
 SAMPLES = sample()
-FILES = sorted(p for p in SAMPLES.rglob("*") if p.is_file())
+
+
+def _is_dicom(path: Path) -> bool:
+    """A DICOM file: "DICM" after the preamble, or one of the samples written without it (a .dcm of the transfer
+    syntaxes set); the samples' JSON, dumps, pictures and TIFFs are left out at collection, not skipped."""
+    with path.open("rb") as f:
+        return f.read(132)[128:] == b"DICM" or path.suffix == ".dcm"
+
+
+FILES = sorted(p for p in SAMPLES.rglob("*") if p.is_file() and _is_dicom(p))
 
 
 def bulk(path: str) -> str:
@@ -39,10 +47,7 @@ def both(parse: Any, **kwargs: Any) -> tuple[str, str]:
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(SAMPLES)) for p in FILES])
 def test_fast_path_equals_pydicom_on_sample_file(path: Path) -> None:
     data = path.read_bytes()
-    try:
-        ds, _ = read_header(data)
-    except OrthancError:
-        pytest.skip("not a file pydicom reads")
+    ds, _ = read_header(data)
     some = {int(tag) for tag in list(ds.keys())[::3]}
     for kwargs in ({"bulk_uri": bulk}, {}, {"bulk_uri": bulk, "only": some}):
         fast, slow = both(lambda: read_header(data)[0], **kwargs)
