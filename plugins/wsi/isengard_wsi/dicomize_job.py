@@ -118,6 +118,7 @@ async def _spool_body() -> Path:
 
 @bp.post("/wsi/dicomize")
 async def post_dicomize() -> Response:
+    """Convert a slide into DICOM as a job: the body is the slide, or {"Path": ...} inside DicomizerFolder."""
     ctx = context()
     if request.mimetype in UPLOAD_TYPES:
         options: dict[str, Any] = dict(request.args)
