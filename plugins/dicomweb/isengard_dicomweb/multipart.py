@@ -107,14 +107,32 @@ def content_type(boundary: str, part_type: str) -> str:
     return f'multipart/related; type="{part_type}"; boundary={boundary}'
 
 
+def _part_head(boundary: str, headers: dict[str, str]) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"--{boundary}\r\n{head}\r\n".encode("latin-1")
+
+
+def _closing(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode("latin-1")
+
+
 async def stream_parts(parts: AsyncIterator[tuple[bytes, dict[str, str]]], boundary: str) -> AsyncIterator[bytes]:
     """The body of a multipart/related answer: each (content, headers) part in turn, then the closing line."""
     async for content, headers in parts:
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        yield f"--{boundary}\r\n{head}\r\n".encode("latin-1")
+        yield _part_head(boundary, headers)
         yield content
         yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode("latin-1")
+    yield _closing(boundary)
+
+
+def joined_parts(parts: list[tuple[bytes, dict[str, str]]], boundary: str) -> bytes:
+    """The same body in one buffer, for an answer whose parts are in memory anyway: sent with a Content-Length in
+    one write, where a stream costs a chunk header and a trip through the server per piece."""
+    pieces = []
+    for content, headers in parts:
+        pieces += [_part_head(boundary, headers), content, b"\r\n"]
+    pieces.append(_closing(boundary))
+    return b"".join(pieces)
 
 
 def _part(piece: bytes) -> tuple[dict[str, str], bytes]:

@@ -35,7 +35,15 @@ from isengard.model import MetadataType, Resource, ResourceType
 from isengard.rest.common import context
 from isengard.rest.frames import negotiate
 
-from .multipart import accepted_part, content_type, new_boundary, not_acceptable, parse_accept, stream_parts
+from .multipart import (
+    accepted_part,
+    content_type,
+    joined_parts,
+    new_boundary,
+    not_acceptable,
+    parse_accept,
+    stream_parts,
+)
 from .resources import at_every_level, instances_of, resolve
 
 bp = Blueprint("dicomweb_pictures", __name__)
@@ -87,10 +95,14 @@ async def _instance(ctx: ServerContext, study: str, series: str, instance: str) 
     return resources[0]
 
 
+def _frame_part(data: bytes, number: int, syntax: str) -> tuple[bytes, dict[str, str]]:
+    body, kind = raw_frame(data, number - 1)
+    return body, {"Content-Type": f"{kind}; transfer-syntax={syntax}"}
+
+
 async def _frame_parts(data: bytes, numbers: list[int], syntax: str) -> AsyncIterator[tuple[bytes, dict[str, str]]]:
     for number in numbers:
-        body, kind = await asyncio.to_thread(raw_frame, data, number - 1)
-        yield body, {"Content-Type": f"{kind}; transfer-syntax={syntax}"}
+        yield await asyncio.to_thread(_frame_part, data, number, syntax)
 
 
 @bp.get("/studies/<study>/series/<series>/instances/<instance>/frames/<frames>")
@@ -103,8 +115,8 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     if max(numbers) > count:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"This instance has {count} frame(s): {frames}")
     public_id = found.public_id
-    stored = (await ctx.index.get_metadata(ResourceType.INSTANCE, public_id)).get(MetadataType.TRANSFER_SYNTAX)
-    syntax = UID(stored[0]) if stored else ExplicitVRLittleEndian
+    stored = found.metadata.get(MetadataType.TRANSFER_SYNTAX)
+    syntax = UID(stored) if stored else ExplicitVRLittleEndian
     as_stored, part_type = _frames_answer(request.headers.get("Accept"), syntax)
     data = await ctx.store.read_dicom(public_id)
     if not as_stored and syntax.is_encapsulated:
@@ -113,6 +125,9 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     elif not syntax.is_encapsulated:
         syntax = ExplicitVRLittleEndian  # native frames are answered little endian whatever the file's syntax
     boundary = new_boundary()
+    if len(numbers) == 1:  # what viewers ask, frame after frame: the file is in memory, so is the answer
+        part = await asyncio.to_thread(_frame_part, data, numbers[0], syntax)
+        return Response(joined_parts([part], boundary), content_type=content_type(boundary, part_type))
     body = stream_parts(_frame_parts(data, numbers, syntax), boundary)
     return Response(body, content_type=content_type(boundary, part_type))
 
