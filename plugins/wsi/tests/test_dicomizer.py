@@ -245,6 +245,22 @@ def test_pixels_are_the_sources(name: str, ours: dict[str, list[Path]]) -> None:
             assert difference.mean() < 5 and np.percentile(difference, 99) < 24, (name, index)  # quality 90, 4:2:0
 
 
+@pytest.mark.parametrize("name", ["jpeg-ycbcr", "grey", "logo-jpeg"])
+def test_wsidicom_reads_the_source_back(name: str, ours: dict[str, list[Path]]) -> None:
+    """wsidicom, a third-party WSI reader, opens the series as it is (no tag to add) and reads the source's pixels:
+    exact for the lossless cases, the whole base level as one region."""
+    from wsidicom import WsiDicom
+
+    expected = source_pixels(sample("WSI", CASES[name][0]))
+    with WsiDicom.open(ours[name][0].parent) as slide:
+        assert (slide.size.width, slide.size.height) == (expected.shape[1], expected.shape[0])
+        assert len(slide.levels) == len(levels(ours[name]))
+        region = np.asarray(slide.read_region((0, 0), 0, (slide.size.width, slide.size.height)))
+    region = region if region.ndim == 3 else region[..., None]
+    expected = expected if expected.ndim == 3 else expected[..., None]
+    assert np.array_equal(region[..., : expected.shape[2]], expected)
+
+
 def test_every_file_is_a_whole_slide_instance(ours: dict[str, list[Path]]) -> None:
     for name, files in ours.items():
         datasets = [pydicom.dcmread(path) for path in files]
