@@ -259,7 +259,7 @@ def _by_index(instances: list[Resource]) -> list[Resource] | None:
     return [instance for _, instance in sorted(zip(indexes, instances, strict=True), key=lambda x: x[0])]
 
 
-async def _ordered_instances(public_id: str) -> tuple[str, list[Resource]]:
+async def ordered_instances(public_id: str) -> tuple[str, list[Resource]]:
     """The instances of a series in slice order, and how they were ordered ("Volume" or "Sequence")."""
     series = await get_resource(ResourceType.SERIES, public_id)
     instances = await context().index.get_resources(ResourceType.INSTANCE, series.children)
@@ -275,7 +275,7 @@ async def _ordered_instances(public_id: str) -> tuple[str, list[Resource]]:
 @bp.get("/series/<public_id>/ordered-slices")
 async def ordered_slices(public_id: str) -> Response:
     """The frames of a series in order: along the normal of the slices for a volume, else by instance number."""
-    kind, ordered = await _ordered_instances(public_id)
+    kind, ordered = await ordered_instances(public_id)
     return answer(
         {
             "Dicom": [f"/instances/{i.public_id}/file" for i in ordered],
@@ -294,7 +294,7 @@ async def series_numpy(public_id: str) -> Response:
     """
     ctx = context()
     rescale = "rescale" not in request.args or flag("rescale")
-    _, ordered = await _ordered_instances(public_id)
+    _, ordered = await ordered_instances(public_id)
     stacks = []
     for instance in ordered:
         data = await ctx.store.read_dicom(instance.public_id)

@@ -293,6 +293,136 @@ def test_iiif_tiles(module_server: ServerProcess, series: dict[str, str]) -> Non
             assert_orthanc_error(client.get(path), status, error)
 
 
+def _painting(canvas: dict[str, Any]) -> dict[str, Any]:
+    """The one painting annotation of a canvas, checked to be where IIIF Presentation 3 puts it."""
+    (page,) = canvas["items"]
+    assert page["type"] == "AnnotationPage"
+    (annotation,) = page["items"]
+    assert annotation["type"] == "Annotation" and annotation["motivation"] == "painting"
+    assert annotation["target"] == canvas["id"]
+    body = annotation["body"]
+    assert body["type"] == "Image" and body["format"] == "image/jpeg"
+    assert (body["width"], body["height"]) == (canvas["width"], canvas["height"])
+    return annotation
+
+
+def test_iiif_manifest_of_slide(module_server: ServerProcess, series: dict[str, str]) -> None:
+    """Presentation 3 (orthanc-wsi 2.x): one Canvas of the base level's size, painted by the series' image
+    service, whose info.json and full picture answer; the ids follow the Host header as info.json's do."""
+    logo = series["logo-jpeg"]
+    with module_server.client() as client:
+        tags = client.get(f"/series/{logo}").json()["MainDicomTags"]
+        study = client.get(f"/series/{logo}/study").json()["MainDicomTags"]
+        manifest = client.get(f"/wsi/iiif/series/{logo}/manifest.json").json()
+        base = f"{module_server.url}/wsi/iiif/"
+        assert manifest["@context"] == "http://iiif.io/api/presentation/3/context.json"
+        assert manifest["type"] == "Manifest" and manifest["id"] == f"{base}series/{logo}/manifest.json"
+        label = f"{study.get('StudyDate', '')} - {tags['Modality']} - {study.get('StudyDescription', '')} - "
+        assert manifest["label"] == {"en": [label + tags.get("SeriesDescription", "")]}
+        assert "behavior" not in manifest
+        (canvas,) = manifest["items"]
+        assert canvas["type"] == "Canvas" and canvas["id"] == f"{base}{logo}/canvas/p1"
+        assert (canvas["width"], canvas["height"]) == (2000, 420)  # level 0 of /wsi/pyramids
+        body = _painting(canvas)["body"]
+        (service,) = body["service"]
+        info = client.get(f"/wsi/iiif/tiles/{logo}/info.json").json()
+        assert service == {"id": info["id"], "profile": "level0", "type": "ImageService3"}
+        assert client.get(service["id"] + "/info.json").status_code == 200
+        full = client.get(body["id"])
+        assert full.headers["content-type"] == "image/jpeg" and decoded(full.content).shape == (210, 1000, 3)
+        for headers in (
+            {"Host": "slides.example:8443"},
+            {"X-Forwarded-Host": "a.example", "X-Forwarded-Proto": "https"},
+        ):
+            moved = client.get(f"/wsi/iiif/series/{logo}/manifest.json", headers=headers).json()
+            info = client.get(f"/wsi/iiif/tiles/{logo}/info.json", headers=headers).json()
+            assert _painting(moved["items"][0])["body"]["service"][0]["id"] == info["id"]
+            assert moved["id"] == info["id"].replace(f"tiles/{logo}", f"series/{logo}/manifest.json")
+        host = client.get(f"/wsi/iiif/series/{logo}/manifest.json", headers={"Host": "slides.example:8443"})
+        assert host.json()["id"] == f"{module_server.scheme}://slides.example:8443/wsi/iiif/series/{logo}/manifest.json"
+        for path in (f"/wsi/iiif/series/{logo[:8]}/manifest.json", "/wsi/iiif/series/no-such/manifest.json"):
+            assert_orthanc_error(client.get(path), 404, "Unknown resource")
+
+
+def test_iiif_manifest_of_frames(module_server: ServerProcess) -> None:
+    """A series that is not whole-slide is a book: one Canvas per frame in the order of /ordered-slices, each
+    painted by a single-tile image service of its frame whose picture is the frame's JPEG preview."""
+    series_id = module_server.upload(*sorted(sample("Series").glob("*.dcm")))[0]["ParentSeries"]
+    with module_server.client() as client:
+        manifest = client.get(f"/wsi/iiif/series/{series_id}/manifest.json").json()
+        assert manifest["type"] == "Manifest" and manifest["behavior"] == ["individuals"]
+        slices = client.get(f"/series/{series_id}/ordered-slices").json()["SlicesShort"]
+        frames = [(instance, frame) for instance, start, count in slices for frame in range(start, start + count)]
+        assert len(manifest["items"]) == len(frames) == 5
+        base = f"{module_server.url}/wsi/iiif/"
+        for page, (canvas, (instance, frame)) in enumerate(zip(manifest["items"], frames, strict=True), start=1):
+            tags = client.get(f"/instances/{instance}/tags?short").json()
+            assert canvas["id"] == f"{base}{instance}/canvas/p{page}"
+            assert (canvas["width"], canvas["height"]) == (int(tags["0028,0011"]), int(tags["0028,0010"]))
+            body = _painting(canvas)["body"]
+            service = body["service"][0]["id"]
+            assert service == f"{base}frames/{instance}/{frame}" and body["id"] == service + "/full/max/0/default.jpg"
+            info = client.get(service + "/info.json").json()
+            assert info == {
+                "@context": "http://iiif.io/api/image/3/context.json",
+                "height": canvas["height"],
+                "id": service,
+                "profile": "level0",
+                "protocol": "http://iiif.io/api/image",
+                "tiles": [{"height": canvas["height"], "scaleFactors": [1], "width": canvas["width"]}],
+                "type": "ImageService3",
+                "width": canvas["width"],
+            }
+        picture = client.get(body["id"])
+        preview = client.get(f"/instances/{instance}/frames/{frame}/preview", headers={"Accept": "image/jpeg"})
+        assert picture.headers["content-type"] == "image/jpeg" and picture.content == preview.content
+        for path in (f"/wsi/iiif/frames/{instance}/x/info.json", f"/wsi/iiif/frames/{instance[:8]}/0/info.json"):
+            assert_orthanc_error(client.get(path), 404, "Unknown resource")
+
+
+def test_iiif_frame_pyramid(module_server: ServerProcess) -> None:
+    """orthanc-wsi 3.0's /wsi/iiif/frames-pyramids: a manifest of one Canvas the frame's size, painted by the
+    image service of the frame's on-the-fly pyramid, whose tiles are those of /wsi/frames-tiles."""
+    instance = module_server.upload(sample("TransferSyntaxes", "1.2.840.10008.1.2.4.57.dcm"))[0]["ID"]
+    base = f"{module_server.url}/wsi/iiif/frames-pyramids/{instance}/0"
+    with module_server.client() as client:
+        levels = client.get(f"/wsi/frames-pyramids/{instance}/0").json()
+        assert (levels["TotalWidth"], levels["TotalHeight"]) == (1024, 1024)
+        manifest = client.get(f"/wsi/iiif/frames-pyramids/{instance}/0/manifest.json").json()
+        assert manifest["@context"] == "http://iiif.io/api/presentation/3/context.json"
+        assert manifest["type"] == "Manifest" and manifest["id"] == f"{base}/manifest.json"
+        (canvas,) = manifest["items"]
+        assert canvas["id"] == f"{base}/canvas/p1" and (canvas["width"], canvas["height"]) == (1024, 1024)
+        body = _painting(canvas)["body"]
+        assert body["service"][0]["id"] == base and body["id"] == f"{base}/full/max/0/default.jpg"
+        info = client.get(f"{base}/info.json").json()
+        assert info["id"] == base and (info["width"], info["height"]) == (1024, 1024)
+        assert info["tiles"] == [{"height": 512, "scaleFactors": [1, 2], "width": 512}]
+        assert info["sizes"] == [{"width": 512, "height": 512}, {"width": 1024, "height": 1024}]
+        for region, level, x, y in [("512,0,512,512", 0, 1, 0), ("0,0,1024,1024", 1, 0, 0)]:
+            tile = client.get(f"{base}/{region}/512,/0/default.jpg")
+            assert tile.headers["content-type"] == "image/jpeg"
+            png = decoded(client.get(f"/wsi/frames-tiles/{instance}/0/{level}/{x}/{y}").content)
+            assert np.abs(decoded(tile.content).astype(int) - png.astype(int)).mean() < 3
+        assert decoded(client.get(f"{base}/0,0,512,512/100,50/0/default.jpg").content).shape == (50, 100, 3)
+        assert decoded(client.get(body["id"]).content).shape == (512, 512, 3)
+        assert_orthanc_error(client.get(f"{base}/1,0,512,512/512,/0/default.jpg"), 400, "Bad request")
+        assert_orthanc_error(client.get(f"{base}/0,0,512,512/512,/90/default.jpg"), 501, "Not implemented yet")
+        assert_orthanc_error(client.get(f"/wsi/iiif/frames-pyramids/{instance}/x/info.json"), 404)
+
+
+def test_iiif_public_url(isengard: Any) -> None:
+    """OrthancPublicURL, when set, makes every id of a manifest, whatever the request's host."""
+    server = isengard({"WholeSlideImaging": {"OrthancPublicURL": "https://pacs.example/orthanc/"}})
+    series_id = server.upload(sample("Phenix", "IM-0001-0001.dcm"))[0]["ParentSeries"]
+    manifest = server.get(f"/wsi/iiif/series/{series_id}/manifest.json").json()
+    assert manifest["id"] == f"https://pacs.example/orthanc/wsi/iiif/series/{series_id}/manifest.json"
+    service = _painting(manifest["items"][0])["body"]["service"][0]["id"]
+    assert service.startswith("https://pacs.example/orthanc/wsi/iiif/frames/")
+    path = service.removeprefix("https://pacs.example/orthanc")
+    assert server.get(path + "/info.json").json()["id"] == service
+
+
 def test_tile_accept(module_server: ServerProcess, series: dict[str, str]) -> None:
     """Accept picks JPEG, PNG or JPEG 2000 (orthanc-wsi 2.x; 1.1 ignores the header): the default follows the
     stored frames, a JPEG frame asked as PNG or JPEG 2000 is decoded and encoded again, a raw one likewise, and
