@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,17 +128,21 @@ def route_exists(base_url: str, path: str) -> bool:
 
 
 def latencies(
-    base_url: str, method: str, path: str, repeat: int, desc: str, **request: Any
+    base_url: str, method: str, path: str | Sequence[str], repeat: int, desc: str, **request: Any
 ) -> tuple[list[float], httpx.Response]:
     """Seconds of each of ``repeat`` sequential requests, whole answer read, after a warm-up one (not timed, and
-    returned: what the route answers); ``request`` holds httpx's arguments (``json``, ``params``, ``headers``)."""
+    returned: what the route answers); ``request`` holds httpx's arguments (``json``, ``params``, ``headers``).
+
+    ``path`` may be several paths (e.g. every tile of a level), requested in turn: the warm-up is the first one.
+    """
+    paths = [path] if isinstance(path, str) else list(path)
     with httpx.Client(base_url=base_url, timeout=300) as client:
-        warm = client.request(method, path, **request)
+        warm = client.request(method, paths[0], **request)
         warm.raise_for_status()
         timings = []
-        for _ in tqdm(range(repeat), desc=desc, unit="req", leave=False):
+        for i in tqdm(range(repeat), desc=desc, unit="req", leave=False):
             started = time.perf_counter()
-            r = client.request(method, path, **request)
+            r = client.request(method, paths[i % len(paths)], **request)
             timings.append(time.perf_counter() - started)
             r.raise_for_status()
     return timings, warm
