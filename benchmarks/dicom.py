@@ -36,7 +36,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MoveModel
-from servers import Server
+from servers import Server, fresh
 from tqdm import tqdm
 from workloads import median_p95
 
@@ -122,14 +122,8 @@ def no_delay(event: evt.Event) -> None:
 @contextmanager
 def running(suite: Suite, tag: str, dest_port: int = 104) -> Iterator[list[DicomServer]]:
     """Both servers, fresh and side by side, removed afterwards."""
-    servers = [DicomServer(kind, suite.workdir / f"{tag}-{kind.lower()}", dest_port) for kind in KINDS]
-    try:
-        for server in servers:
-            server.start()
+    with fresh([DicomServer(kind, suite.workdir / f"{tag}-{kind.lower()}", dest_port) for kind in KINDS]) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.remove()
 
 
 @contextmanager

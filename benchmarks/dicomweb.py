@@ -19,9 +19,7 @@ the other server idle. The table's ratio is oriented as run.py's: > 1 means Isen
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -33,11 +31,9 @@ from typing import Any
 
 import pydicom
 from generate import DEFAULT_CACHE, Layout, generate
-from run import Suite, cpu_model, load_average, log
-from servers import Server, orthanc_version
+from run import Suite, load_average, log, report
+from servers import Server, fresh, orthanc_version
 from workloads import download, ingest, latencies, median_p95
-
-import isengard
 
 PLUGIN = Path(os.environ.get("ORTHANC_DICOMWEB", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"))
 ROOT = "/dicom-web"
@@ -50,14 +46,8 @@ LOAD_CLIENTS = 4
 def running(workdir: Path, tag: str, kinds: tuple[str, ...]) -> Iterator[list[Server]]:
     """Fresh servers side by side, Orthanc with its DICOMweb plugin; removed afterwards."""
     extra: dict[str, dict[str, Any]] = {"Isengard": {}, "Orthanc": {"Plugins": [str(PLUGIN)]}}
-    servers = [Server(kind, workdir / f"{tag}-{kind.lower()}", extra[kind]) for kind in kinds]
-    try:
-        for server in servers:
-            server.start()
+    with fresh([Server(kind, workdir / f"{tag}-{kind.lower()}", extra[kind]) for kind in kinds]) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.remove()
 
 
 def header(path: Path) -> pydicom.Dataset:
@@ -171,16 +161,7 @@ def main() -> int:
         series(suite, args, kinds)
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)
-    report = [
-        f"Run of {dt.datetime.now():%Y-%m-%d %H:%M}, {(time.monotonic() - started) / 60:.1f} min: {cpu_model()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, Isengard {isengard.__version__}, {orthanc}; "
-        f"load average {load_before} before, {load_average()} after. Command: {' '.join(sys.argv)}",
-        "",
-        suite.table(orthanc),
-        "",
-        *(f"- {note}" for note in suite.notes),
-    ]
-    print("\n".join(report))
+    print(report(suite, orthanc, started, load_before))
     return 0
 
 

@@ -29,7 +29,7 @@ import dicom
 import index_backends
 import pydicom
 from generate import DEFAULT_CACHE, Layout, generate
-from servers import Server, orthanc_version
+from servers import Server, fresh, orthanc_version
 from workloads import download, find_latencies, ingest, median_p95, route_exists
 
 import isengard
@@ -107,14 +107,8 @@ class Suite:
     @contextmanager
     def running(self, tag: str) -> Iterator[list[Server]]:
         """Both servers, fresh and side by side, removed afterwards."""
-        servers = [Server(kind, self.workdir / f"{tag}-{kind.lower()}") for kind in KINDS]
-        try:
-            for server in servers:
-                server.start()
+        with fresh([Server(kind, self.workdir / f"{tag}-{kind.lower()}") for kind in KINDS]) as servers:
             yield servers
-        finally:
-            for server in servers:
-                server.remove()
 
     # -- rows --------------------------------------------------------------------------------------------------
     def startup(self) -> None:
@@ -268,6 +262,23 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def report(suite: Suite, orthanc: str, started: float, load_before: str, *, label: str = "", details: str = "") -> str:
+    """What a benchmark script prints: the run (when, how long, the machine, the versions, ``details``, the load),
+    the suite's table, its notes and sections."""
+    lines = [
+        f"Run of {dt.datetime.now():%Y-%m-%d %H:%M}{label}, {(time.monotonic() - started) / 60:.1f} min: "
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, Isengard {isengard.__version__}, "
+        f"{orthanc}; {details}load average {load_before} before, {load_average()} after. "
+        f"Command: {' '.join(sys.argv)}",
+        "",
+        suite.table(orthanc),
+    ]
+    lines += [""] + [f"- {note}" for note in suite.notes] if suite.notes else []
+    for section in suite.sections:
+        lines += ["", section]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data and few repetitions: a dry run")
@@ -288,19 +299,7 @@ def main() -> int:
         suite.run()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    minutes = (time.monotonic() - started) / 60
-    report = [
-        f"Run of {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}{' (--quick)' if args.quick else ''}, "
-        f"{minutes:.1f} min: {cpu_model()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, Isengard {isengard.__version__}, {orthanc}; "
-        f"load average {load_before} before, {load_average()} after.",
-        "",
-        suite.table(orthanc),
-    ]
-    report += [""] + [f"- {note}" for note in suite.notes] if suite.notes else []
-    for section in suite.sections:
-        report += ["", section]
-    text = "\n".join(report) + "\n"
+    text = report(suite, orthanc, started, load_before, label=" (--quick)" if args.quick else "")
     print(text)
     if args.output:
         args.output.write_text(text)

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -152,3 +154,18 @@ class Server:
         """Stop and delete the folder (storage, index, log)."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+S = TypeVar("S", bound=Server)
+
+
+@contextmanager
+def fresh(servers: Sequence[S]) -> Iterator[list[S]]:
+    """The servers started side by side, and removed afterwards (also when one fails to start)."""
+    try:
+        for server in servers:
+            server.start()
+        yield list(servers)
+    finally:
+        for server in servers:
+            server.remove()

@@ -19,10 +19,8 @@ The ratio is oriented as run.py's: > 1 means Isengard does better.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,12 +38,11 @@ import pydicom
 import tifffile
 from generate import DEFAULT_CACHE
 from PIL import Image
-from run import Suite, cpu_model, load_average, log
+from run import Suite, load_average, log, report
 from servers import Server, orthanc_version
 from tqdm import tqdm
 from workloads import download, ingest, latencies, median_p95
 
-import isengard
 from isengard_wsi import dicom_to_tiff  # noqa: F401 - registers tifffile's placeholder for given JPEG tiles
 
 PLUGIN = Path(os.environ.get("ORTHANC_WSI", "/usr/share/orthanc/plugins/libOrthancWSI.so"))
@@ -243,17 +240,10 @@ def main() -> int:
         tiles(suite, outputs, workdir, passes)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = [
-        f"Run of {dt.datetime.now():%Y-%m-%d %H:%M}, {(time.monotonic() - started) / 60:.1f} min: {cpu_model()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, Isengard {isengard.__version__}, {orthanc}; "
+    details = (
         f"slide {width}x{height}, {TILE}x{TILE} JPEG tiles, {LEVELS} levels ({slide.stat().st_size / 1e6:.0f} MB); "
-        f"load average {load_before} before, {load_average()} after. Command: {' '.join(sys.argv)}",
-        "",
-        suite.table(orthanc),
-        "",
-        *(f"- {note}" for note in suite.notes),
-    ]
-    print("\n".join(report))
+    )
+    print(report(suite, orthanc, started, load_before, details=details))
     return 0
 
 
