@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset
 from quart import Blueprint, Quart, Response, current_app, request
 
 from isengard.dicom.imaging import ImageFormat, encode, npy_file, open_dataset
-from isengard.errors import ErrorCode, OrthancError, unknown_resource
-from isengard.model import ResourceType
+from isengard.errors import ErrorCode, OrthancError
+from isengard.model import Resource, ResourceType
 from isengard.rest.common import answer, context, flag, get_resource, int_arg
 
 from .colormaps import COLORMAPS
@@ -63,15 +63,12 @@ def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
-async def _require_series(series_id: str) -> None:
-    """An unknown series is a 404 before any argument is checked, as on every route of the REST API."""
-    if not await context().index.get_resources(ResourceType.SERIES, [series_id]):
-        raise unknown_resource(series_id)
-
-
-async def _volume(series_id: str) -> Volume:
+async def _volume(series: Resource | str) -> Volume:
+    """The volume of a series (read from the index first when given by id: an unknown one is a 404)."""
+    if isinstance(series, str):
+        series = await get_resource(ResourceType.SERIES, series)
     settings, cache = current_app.config[APP_KEY]
-    return await series_volume(context(), cache, series_id, settings.threads)
+    return await series_volume(context(), cache, series, settings.threads)
 
 
 def _window(volume: Volume, name: str = "window") -> tuple[float, float]:
@@ -196,7 +193,7 @@ async def volume_info(series_id: str) -> Response:
 async def reslice_picture(series_id: str, plane: str) -> Response:
     """One plane through the volume: PNG or JPEG windowed (RGB with layers), JSON geometry (with the layers'
     description), or the float32 values as .npy (the series' only)."""
-    await _require_series(series_id)
+    series = await get_resource(ResourceType.SERIES, series_id)  # a 404 before any argument is checked
     if plane not in PLANES:
         raise _bad(f"unknown plane {plane!r}: {', '.join(PLANES)}")
     fmt = _choice("format", FORMATS, "png")
@@ -217,7 +214,7 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
         up=_numbers("up", 3),
         center=_numbers("center", 3),
     )
-    volume = await _volume(series_id)
+    volume = await _volume(series)
     window = _window(volume)
     geometry = make_plane(volume, wanted)
     layers = await _layers(volume, Sampling(slab, mode, linear)) if fmt != "npy" else Layers()
@@ -242,11 +239,11 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
 @bp.get("/viewer/api/series/<series_id>/value")
 async def value_at(series_id: str) -> Response:
     """The value at a patient point (trilinear), with the nearest voxel's index; 400 outside the volume."""
-    await _require_series(series_id)
+    series = await get_resource(ResourceType.SERIES, series_id)  # a 404 before any argument is checked
     point = [_number(axis) for axis in "xyz"]
     if any(v is None for v in point):
         raise _bad("arguments 'x', 'y' and 'z' (patient coordinates in mm) are required")
-    volume = await _volume(series_id)
+    volume = await _volume(series)
     geometry = require_geometry(volume)
     points = np.array([point], dtype=np.float64)
     values, inside = sample(volume, points, linear=True)

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 
 from isengard.context import ServerContext
 from isengard.dicom.imaging import decode_frame, open_dataset
-from isengard.errors import ErrorCode, OrthancError, unknown_resource
+from isengard.errors import ErrorCode, OrthancError
 from isengard.model import Resource, ResourceType
 
 from .geometry import FrameHeader, Geometry, Stack, assemble, frames_of
@@ -205,11 +205,7 @@ class VolumeCache:
         self._volumes.clear()
 
 
-async def series_volume(context: ServerContext, cache: VolumeCache, series_id: str, threads: int) -> Volume:
+async def series_volume(context: ServerContext, cache: VolumeCache, series: Resource, threads: int) -> Volume:
     """The volume of a series, from the cache while the series has not changed."""
-    found = await context.index.get_resources(ResourceType.SERIES, [series_id])
-    if not found:
-        raise unknown_resource(series_id)
-    series = found[0]
-    key = (series_id, series.last_update or "", str(len(series.children)))
+    key = (series.public_id, series.last_update or "", str(len(series.children)))
     return await cache.get(key, lambda: load_volume(context, series, threads))
