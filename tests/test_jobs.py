@@ -299,22 +299,24 @@ def test_two_servers_share_one_index(isengard: Any, slow: SlowStoreScp, tmp_path
         "DicomModalities": {"slow": ["SLOW", "127.0.0.1", slow.port]},
         "JobsLeaseDuration": 3,
         "DicomAssociationCloseDelay": 0,
+        "DicomScuTimeout": 120,  # a held C-STORE is a slow peer, not a dead one
     }
     first = isengard(shared, name="first")
     uploaded = first.upload(*FLAIR[12:18])
     slow.received.clear()
-    slow.delay = 0.6  # time enough to start the second server while the first runs the job
+    slow.hold(allowed=1)  # the transfer goes exactly as far as the test allows, however slow the machine
     job_id = store_job(first, "slow", [uploaded[0]["ParentStudy"]])
-    wait_job(first, job_id, "Running", progress=17)  # run by the first: the second does not exist yet
+    slow.wait_received(1)  # run by the first (the second does not exist yet), now held on the second instance
     second = isengard(shared, name="second")
     assert job_id in second.get("/jobs").json()
     assert second.post(f"/jobs/{job_id}/pause").json() == {}  # obeyed by the first, through the index
-    wait_job(first, job_id, "Paused")
+    slow.allow(1)
+    assert wait_job(first, job_id, "Paused")["Progress"] == 33  # two of six sent
     assert first.post(f"/jobs/{job_id}/resume").json() == {}
-    wait_job(second, job_id, "Running", progress=34)
+    wait_job(second, job_id, "Running", progress=33)  # the third is held back: still running when killed
     first.kill()  # the second takes over whatever the first was running
+    slow.unhold()
     done = wait_job(second, job_id, "Success")
-    slow.delay = 0.25
     assert done["Content"]["InstancesCount"] == 6
     assert sorted(set(slow.received)) == sorted(sop_uid(p) for p in FLAIR[12:18])
     assert len(slow.received) <= 7

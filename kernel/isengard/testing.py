@@ -415,14 +415,41 @@ class SlowStoreScp:
 
         self.aet, self.port, self.delay = aet, free_port(), delay
         self.received: list[str] = []
+        self._gate: threading.Semaphore | None = None
         ae = AE(ae_title=aet)
         ae.supported_contexts = AllStoragePresentationContexts
         self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on)])
 
     def _on(self, event: Any) -> int:
+        gate = self._gate
+        if gate is not None:
+            gate.acquire(timeout=120)
         time.sleep(self.delay)
         self.received.append(str(event.request.AffectedSOPInstanceUID))
         return 0x0000
+
+    def hold(self, allowed: int = 0) -> None:
+        """From now on each C-STORE waits for a permit: ``allowed`` now, more with :meth:`allow`. A test then
+        knows exactly how far a transfer went, however slow the machine, instead of racing a delay."""
+        self._gate = threading.Semaphore(allowed)
+
+    def allow(self, count: int = 1) -> None:
+        """Let ``count`` more held C-STOREs through."""
+        assert self._gate is not None, "hold() first"
+        self._gate.release(count)
+
+    def wait_received(self, count: int, timeout: float = 30) -> None:
+        """Until ``count`` instances arrived: a job's own progress is written only now and then."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} instances received"
+            time.sleep(0.05)
+
+    def unhold(self) -> None:
+        """Back to no permits at all; the C-STOREs waiting meanwhile go on."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release(1000)
 
     def stop(self) -> None:
         self.server.shutdown()
