@@ -128,10 +128,12 @@ def test_an_asynchronous_store_is_a_job(server: ServerProcess, slow: SlowStoreSc
 
 def test_pause_and_resume_a_running_job(server: ServerProcess, slow: SlowStoreScp, study: str) -> None:
     slow.received.clear()
+    slow.hold(allowed=3)  # the rest waits for the pause, however slow the machine
     job_id = store_job(server, "slow", [study])
     running = wait_job(server, job_id, "Running", progress=17)
     assert "EstimatedTimeOfArrival" in running and "CompletionTime" not in running
     assert server.post(f"/jobs/{job_id}/pause").json() == {}
+    slow.unhold()
     paused = wait_job(server, job_id, "Paused")
     sent = len(slow.received)
     time.sleep(0.6)
@@ -152,9 +154,11 @@ def test_pause_and_resume_a_running_job(server: ServerProcess, slow: SlowStoreSc
 
 def test_cancel_then_resubmit(server: ServerProcess, slow: SlowStoreScp, study: str) -> None:
     slow.received.clear()
+    slow.hold(allowed=3)
     job_id = store_job(server, "slow", [study])
     wait_job(server, job_id, "Running", progress=17)
     assert server.post(f"/jobs/{job_id}/cancel").json() == {}
+    slow.unhold()
     failed = wait_job(server, job_id, "Failure")
     assert (failed["ErrorCode"], failed["ErrorDescription"]) == (37, "This job was canceled")
     assert 0 < failed["Progress"] < 100 and "CompletionTime" in failed
@@ -169,7 +173,8 @@ def test_cancel_then_resubmit(server: ServerProcess, slow: SlowStoreScp, study: 
     assert len(slow.received) == sent + 6  # from the start again
 
 
-def test_priorities_and_the_queue(server: ServerProcess, study: str, instance: str) -> None:
+def test_priorities_and_the_queue(server: ServerProcess, slow: SlowStoreScp, study: str, instance: str) -> None:
+    slow.hold()  # the blocker runs until every other job is queued
     blocker = store_job(server, "slow", [study])
     wait_job(server, blocker, "Running")
     low = store_job(server, "slow", [instance])
@@ -183,6 +188,7 @@ def test_priorities_and_the_queue(server: ServerProcess, study: str, instance: s
     never_ran = server.get(f"/jobs/{cancelled}").json()
     assert (never_ran["State"], never_ran["ErrorCode"], never_ran["Progress"]) == ("Failure", 37, 0)
     assert never_ran["EffectiveRuntime"] == 0
+    slow.unhold()
     finished = {job_id: wait_job(server, job_id, "Success") for job_id in (blocker, high, low)}
     assert server.get(f"/jobs/{paused}").json()["State"] == "Paused"
     assert finished[blocker]["CompletionTime"] < finished[high]["CompletionTime"] < finished[low]["CompletionTime"]
@@ -282,9 +288,15 @@ def test_a_server_killed_or_stopped_mid_job_goes_on_after_restart(isengard: Any,
     wanted = sorted(sop_uid(p) for p in FLAIR[6:12])
     for how in ("kill", "stop"):
         slow.received.clear()
+        slow.hold(allowed=3)
         job_id = store_job(server, "slow", [study])
         wait_job(server, job_id, "Running", progress=17)
-        server.kill() if how == "kill" else server.stop()
+        if how == "kill":
+            server.kill()
+            slow.unhold()
+        else:
+            slow.unhold()  # a stopping server waits for the instance in flight
+            server.stop()
         server.start()
         done = wait_job(server, job_id, "Success")
         assert done["Content"]["FailedInstancesCount"] == 0
