@@ -8,6 +8,9 @@
   asks tiles; no transcoding between compressed syntaxes). A frame number out of range is a 400.
 - ``/bulk/{path}``: the value of a binary element a BulkDataURI of /metadata names (the path holds sequence
   item numbers: ``00540016/1/00181072``), as one application/octet-stream part.
+- A single frame, and bulk data, also go single part when the Accept header prefers a plain type
+  (``application/octet-stream``, or the stored compressed type: ``image/jpeg``), as dicomweb-client's
+  ``singlepart`` option and Slim ask them.
 - ``/rendered`` and ``/thumbnail``: the kernel's rendering (isengard.dicom.imaging, the one of /rendered in the
   REST API): ``window=center,width[,linear]``, ``viewport=width,height``, ``quality``; JPEG unless the Accept
   header prefers PNG. A study or series rendered is every frame of its instances (PS3.18 10.4.1.1.3), streamed
@@ -66,8 +69,9 @@ def frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _frames_answer(accept: str | None, stored: UID) -> tuple[bool, str]:
-    """Whether frames go as stored (rather than uncompressed), and the type of the parts the Accept header takes.
+def _frames_answer(accept: str | None, stored: UID, single: bool) -> tuple[bool, str, bool]:
+    """Whether frames go as stored (rather than uncompressed), the type of the parts the Accept header takes, and
+    whether the answer is that one part alone (a single-part type, PS3.18 8.7.3.3, for a single frame only).
 
     PS3.18 8.7.3.5: application/octet-stream is Explicit VR Little Endian unless ``transfer-syntax=*``; a compressed
     media type fits when its transfer syntax (image/jpeg's default: JPEG Baseline) is the stored one.
@@ -75,18 +79,21 @@ def _frames_answer(accept: str | None, stored: UID) -> tuple[bool, str]:
     ranges = parse_accept(accept)
     for media in ranges:
         if media.is_any:
-            return False, OCTET_STREAM
-        if not media.is_multipart:
+            return False, OCTET_STREAM, False
+        if media.is_multipart:
+            part = media.params.get("type", OCTET_STREAM).lower()
+        elif single:
+            part = media.media_type
+        else:
             continue
-        part = media.params.get("type", OCTET_STREAM).lower()
         syntax = media.params.get("transfer-syntax")
         if part in (OCTET_STREAM, "*/*", "*"):
             if syntax in (None, "*", ExplicitVRLittleEndian):
-                return syntax == "*", OCTET_STREAM
+                return syntax == "*", OCTET_STREAM, not media.is_multipart
         elif syntax == stored or (syntax is None and part == "image/jpeg" and stored == JPEGBaseline8Bit):
-            return True, part
+            return True, part, not media.is_multipart
     if not ranges:
-        return False, OCTET_STREAM
+        return False, OCTET_STREAM, False
     raise not_acceptable(accept, f'multipart/related; type="{OCTET_STREAM}"; transfer-syntax=*')
 
 
@@ -117,7 +124,7 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     public_id = found.public_id
     stored = found.metadata.get(MetadataType.TRANSFER_SYNTAX)
     syntax = UID(stored) if stored else ExplicitVRLittleEndian
-    as_stored, part_type = _frames_answer(request.headers.get("Accept"), syntax)
+    as_stored, part_type, single = _frames_answer(request.headers.get("Accept"), syntax, len(numbers) == 1)
     data = await ctx.store.read_dicom(public_id)
     if not as_stored and syntax.is_encapsulated:
         data = await asyncio.to_thread(transcode, data, ExplicitVRLittleEndian)
@@ -127,6 +134,8 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     boundary = new_boundary()
     if len(numbers) == 1:  # what viewers ask, frame after frame: the file is in memory, so is the answer
         part = await asyncio.to_thread(_frame_part, data, numbers[0], syntax)
+        if single:
+            return Response(part[0], content_type=part[1]["Content-Type"])
         return Response(joined_parts([part], boundary), content_type=content_type(boundary, part_type))
     body = stream_parts(_frame_parts(data, numbers, syntax), boundary)
     return Response(body, content_type=content_type(boundary, part_type))
@@ -155,7 +164,11 @@ async def _single_part(content: bytes) -> AsyncIterator[tuple[bytes, dict[str, s
 async def bulk(study: str, series: str, instance: str, path: str) -> Response:
     """WADO-RS: the value of a binary element that a BulkDataURI names."""
     ctx = context()
-    accepted_part(request.headers.get("Accept"), OCTET_STREAM)
+    accept = request.headers.get("Accept")
+    ranges = parse_accept(accept)
+    single = bool(ranges) and ranges[0].media_type == OCTET_STREAM  # single part (PS3.18 8.7.3.3)
+    if not single:
+        accepted_part(accept, OCTET_STREAM)
     public_id = (await _instance(ctx, study, series, instance)).public_id
     try:
         top = parse_tag(path.strip("/").split("/")[0])
@@ -166,6 +179,8 @@ async def bulk(study: str, series: str, instance: str, path: str) -> Response:
     else:
         ds, _ = await ctx.store.read_header(public_id)
     content = _element_at(ds, path)
+    if single:
+        return Response(content, content_type=OCTET_STREAM)
     boundary = new_boundary()
     return Response(stream_parts(_single_part(content), boundary), content_type=content_type(boundary, OCTET_STREAM))
 
