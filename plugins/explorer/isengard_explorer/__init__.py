@@ -30,17 +30,26 @@ def _secured(response: Response) -> Response:
     return response
 
 
+# Redirections are relative (RFC 9110 allows it): behind a reverse proxy that serves the server under a prefix,
+# an absolute "/ui/" would leave the prefix out.
+
+
 @bp.get("/")
-@bp.get("/app/explorer.html")
 async def root() -> Response:
-    """Orthanc sends / to its explorer (at /app/explorer.html); Isengard sends both to this one."""
-    return redirect("/ui/", 302)
+    """Orthanc sends / to its explorer; Isengard sends it to this one."""
+    return redirect("ui/", 302)
+
+
+@bp.get("/app/explorer.html")
+async def orthanc_explorer() -> Response:
+    """Orthanc's explorer address, bookmarked: this one instead."""
+    return redirect("../ui/", 302)
 
 
 @bp.get("/ui")
 async def ui_without_slash() -> Response:
     """The interface's address with its trailing slash, which the page's relative module URLs need."""
-    return redirect("/ui/", 301)
+    return redirect("ui/", 301)
 
 
 @bp.get("/ui/")

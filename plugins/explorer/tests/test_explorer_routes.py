@@ -13,9 +13,11 @@ from isengard_explorer import STATIC
 def test_root_redirects_to_the_explorer(module_server: Any) -> None:
     with module_server.client(follow_redirects=False) as client:
         root = client.get("/")
-        assert root.status_code == 302 and root.headers["Location"] == "/ui/"
-        assert client.get("/ui").headers["Location"] == "/ui/"
-        assert client.get("/app/explorer.html").headers["Location"] == "/ui/"  # Orthanc's explorer, bookmarked
+        assert root.status_code == 302 and root.headers["Location"] == "ui/"  # relative: kept behind a proxy prefix
+        assert client.get("/ui").headers["Location"] == "ui/"
+        assert client.get("/app/explorer.html").headers["Location"] == "../ui/"  # Orthanc's explorer, bookmarked
+        for path in ("/", "/ui", "/app/explorer.html"):
+            assert client.get(path, follow_redirects=True).url.path == "/ui/"
 
 
 def test_pages_carry_a_strict_content_security_policy(module_server: Any) -> None:

@@ -10,6 +10,17 @@ class ApiError extends Error {
   }
 }
 
+// The server's root, from this module's own address (<root>/ui/js/api.js): REST paths are resolved against it, so
+// the interface works behind a reverse proxy that serves the server under a prefix (https://host/pacs/ui/).
+const ROOT = new URL("../../", import.meta.url);
+
+// The address of a REST path ("/studies/..." becomes "/prefix/studies/..."), for fetch() and for the links and
+// pictures of the pages.
+export function url(path) {
+  const resolved = new URL(path.replace(/^\//, ""), ROOT);
+  return resolved.pathname + resolved.search;
+}
+
 // body: JSON, unless a text/plain type is given (the routes that take raw text, like a Lua script)
 async function request(method, path, body, type = "application/json") {
   const options = { method, headers: {} };
@@ -17,7 +28,7 @@ async function request(method, path, body, type = "application/json") {
     options.headers["Content-Type"] = type;
     options.body = type === "application/json" ? JSON.stringify(body) : body;
   }
-  const response = await fetch(path, options);
+  const response = await fetch(url(path), options);
   const text = await response.text();
   let data = text;
   if ((response.headers.get("Content-Type") || "").includes("json") && text) {
@@ -42,7 +53,7 @@ export const api = {
 export function uploadFile(file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/instances");
+    xhr.open("POST", url("/instances"));
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded);
     });

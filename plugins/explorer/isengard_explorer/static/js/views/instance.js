@@ -1,5 +1,5 @@
 // An instance: its image, the full tag tree with a filter, and its actions (download, send, delete).
-import { api } from "../api.js";
+import { api, url } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatSize } from "../format.js";
 import { actionBar } from "../widgets/actions.js";
@@ -13,7 +13,7 @@ export async function renderInstance(main, { id }) {
   const tree = tagTree(tags);
   const filter = h("input", { type: "search", placeholder: "Filter tags", class: "tag-filter", "aria-label": "Filter tags" });
   filter.addEventListener("input", () => filterTagTree(tree, filter.value));
-  const image = h("img", { id: "instance-image", class: "instance-image", src: `/instances/${id}/preview`,
+  const image = h("img", { id: "instance-image", class: "instance-image", src: url(`/instances/${id}/preview`),
     alt: "Instance preview" });
   image.addEventListener("error", () => image.replaceWith(h("p", { class: "muted" }, "No preview for this instance.")));
   const frames = instance.MainDicomTags?.NumberOfFrames;

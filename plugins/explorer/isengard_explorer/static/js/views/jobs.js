@@ -1,6 +1,6 @@
 // The jobs of the server (/jobs?expand), refreshed while the page is open, with pause/resume/cancel/resubmit;
 // a job's own page shows all of /jobs/{id} (its Content, errors, times) and its output when it has one.
-import { api } from "../api.js";
+import { api, url } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatTimestamp } from "../format.js";
 import { progressBar } from "../widgets/jobwatch.js";
@@ -99,7 +99,7 @@ function output(job) {
   const known = OUTPUTS[job.Type];
   if (!known || job.State !== "Success") return null;
   const [key, label] = known;
-  return h("a", { class: "button", href: `/jobs/${job.ID}/${key}`, download: `${job.ID}.zip` }, label);
+  return h("a", { class: "button", href: url(`/jobs/${job.ID}/${key}`), download: `${job.ID}.zip` }, label);
 }
 
 export async function renderJob(main, { id }, _params, signal) {

@@ -1,5 +1,5 @@
 // The action bar of a patient, study, series or instance: downloads, protection, deletion, editing, sending.
-import { api } from "../api.js";
+import { api, url } from "../api.js";
 import { h } from "../dom.js";
 import { confirmDialog } from "./dialog.js";
 import { editResource } from "./edit.js";
@@ -55,7 +55,7 @@ export function actionBar(level, resource, description) {
   const id = resource.ID;
   const progress = h("div", { class: "action-progress" });
   const downloads = level === "instances"
-    ? [h("a", { class: "button", href: `/instances/${id}/file`, download: `${id}.dcm` }, "Download DICOM")]
+    ? [h("a", { class: "button", href: url(`/instances/${id}/file`), download: `${id}.dcm` }, "Download DICOM")]
     : [
       h("a", { class: "button", href: `/${level}/${id}/archive`, download: `${id}.zip` }, "Download ZIP"),
       h("a", { class: "button", href: `/${level}/${id}/media`, download: `${id}-dicomdir.zip` }, "DICOMDIR"),

@@ -1,11 +1,11 @@
 // The DICOMweb addresses of a study, series or instance when the dicomweb plugin is loaded: QIDO-RS searches and
 // WADO-RS metadata, for a person to open or copy into another client. The plugin serves them under "/dicom-web"
 // unless its "Root" option says otherwise, which the REST API does not tell.
-import { api } from "../api.js";
+import { api, url } from "../api.js";
 import { hasPlugin } from "../capabilities.js";
 import { h } from "../dom.js";
 
-const ROOT = "/dicom-web";
+const ROOT = url("/dicom-web");
 
 // The DICOM UIDs of a resource and of its parents, from its main tags and, below the study, its parents' tags.
 async function uids(level, resource) {

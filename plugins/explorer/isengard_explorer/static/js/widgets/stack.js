@@ -1,4 +1,5 @@
 // A scrollable stack of a series' images (/instances/{id}/preview): mouse wheel, slider or arrow keys.
+import { url } from "../api.js";
 import { h, link } from "../dom.js";
 
 const PRELOAD = 3; // neighbours fetched ahead, so scrolling shows cached pictures
@@ -17,13 +18,13 @@ export function imageStack(instanceIds) {
   function preload(i) {
     if (i < 0 || i >= instanceIds.length || cache.has(i)) return;
     const pic = new Image();
-    pic.src = `/instances/${instanceIds[i]}/preview`;
+    pic.src = url(`/instances/${instanceIds[i]}/preview`);
     cache.set(i, pic);
   }
 
   function show(i) {
     index = Math.min(Math.max(i, 0), instanceIds.length - 1);
-    img.src = `/instances/${instanceIds[index]}/preview`;
+    img.src = url(`/instances/${instanceIds[index]}/preview`);
     slider.value = index;
     counter.textContent = `${index + 1} / ${instanceIds.length}`;
     open.href = `#/instance/${instanceIds[index]}`;
