@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "Host": "",
     "StudiesMetadata": "Full",
     "SeriesMetadata": "Full",
+    "EnableMetadataCache": True,  # Orthanc's plugin 1.15: full metadata of series kept as attachments
     "Servers": {},  # the client's remote servers: read by servers.py, type-checked here at start-up
 }
 #: How /metadata of a study or series is made: every file read ("Full"), or the index alone ("MainDicomTags").
@@ -45,6 +46,7 @@ class DicomWebSettings:
     host: str
     studies_metadata: str
     series_metadata: str
+    enable_metadata_cache: bool
 
     @classmethod
     def from_config(cls, config: Config) -> DicomWebSettings:
@@ -69,6 +71,7 @@ class DicomWebSettings:
             host=values["Host"],
             studies_metadata=values["StudiesMetadata"],
             series_metadata=values["SeriesMetadata"],
+            enable_metadata_cache=values["EnableMetadataCache"],
         )
 
 

@@ -34,6 +34,7 @@ from isengard.lookup import FILE_CHECKS_AT_ONCE
 from isengard.model import MetadataType, Resource, ResourceType
 from isengard.rest.common import context
 
+from . import metadata_cache
 from .dicom_json import MEDIA_TYPE, answer_model, dataset_json, tag_key, text_element
 from .dicom_xml import MEDIA_TYPE as XML_MEDIA_TYPE
 from .dicom_xml import xml_answer
@@ -148,11 +149,39 @@ async def _metadata_batches(
 
 async def _json_array(batches: AsyncIterable[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
     yield b"["
-    separator = ""
+    separator = b""
     async for items in batches:
         if items:
-            yield (separator + ",".join(json.dumps(item, ensure_ascii=False) for item in items)).encode("utf-8")
-            separator = ","
+            yield separator + _joined(items)
+            separator = b","
+    yield b"]"
+
+
+def _joined(batch: list[dict[str, Any]]) -> bytes:
+    return ",".join(json.dumps(item, ensure_ascii=False) for item in batch).encode("utf-8")
+
+
+async def _cached_json_array(ctx: ServerContext, series_ids: list[str], root: str) -> AsyncIterator[bytes]:
+    """The full metadata of whole series as a JSON array: each series' items from its cache when it is current,
+    else made from the files (streamed as they come) and cached for the next time (metadata_cache.py)."""
+    yield b"["
+    separator = b""
+    for series in series_ids:
+        ids = await ctx.index.instances_of(ResourceType.SERIES, series)
+        instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
+        items = await metadata_cache.read(ctx, series, instances)
+        if items is None:
+            made: list[bytes] = []
+            async for batch in _metadata_batches(ctx, instances, True, metadata_cache.ROOT_PLACEHOLDER):
+                if batch:
+                    made.append(_joined(batch))
+                    yield separator + metadata_cache.with_root(made[-1], root)
+                    separator = b","
+            items = b",".join(made)
+            await metadata_cache.write(ctx, series, instances, items)
+        elif items:
+            yield separator + metadata_cache.with_root(items, root)
+            separator = b","
     yield b"]"
 
 
@@ -162,11 +191,17 @@ async def metadata(study: str, series: str | None = None, instance: str | None =
     ctx = context()
     model = answer_model()
     level, resources = await resolve(ctx, study, series, instance)
-    ids = await instances_of(ctx, level, resources)
-    instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
     current = settings()
     mode = {ResourceType.STUDY: current.studies_metadata, ResourceType.SERIES: current.series_metadata}.get(level)
-    batches = _metadata_batches(ctx, instances, mode != "MainDicomTags", public_root())
+    full = mode != "MainDicomTags"
+    if model == MEDIA_TYPE and full and level is not ResourceType.INSTANCE and current.enable_metadata_cache:
+        series_ids = [r.public_id for r in resources] if level is ResourceType.SERIES else []
+        if level is ResourceType.STUDY:
+            series_ids = [child for r in resources for child in r.children]
+        return Response(_cached_json_array(ctx, series_ids, public_root()), content_type=MEDIA_TYPE)
+    ids = await instances_of(ctx, level, resources)
+    instances = await ctx.index.get_resources(ResourceType.INSTANCE, ids)
+    batches = _metadata_batches(ctx, instances, full, public_root())
     if model == XML_MEDIA_TYPE:
         return xml_answer(batches)
     return Response(_json_array(batches), content_type=MEDIA_TYPE)
