@@ -112,8 +112,10 @@ def render(layers: Layers, base: Volume, plane: Plane, grey: np.ndarray | None) 
         }
         if rgb is not None:
             values = reslice(fusion.volume, plane, slab=sampling.slab, mode=sampling.mode, linear=sampling.linear)
-            colors = colorize((values - (center - width / 2)) / width, fusion.colormap)
-            _blend(rgb, colors, np.isfinite(values), fusion.opacity)
+            floor = center - width / 2
+            colors = colorize((values - floor) / width, fusion.colormap)
+            with np.errstate(invalid="ignore"):  # NaN outside the overlay's volume: not drawn either
+                _blend(rgb, colors, values > floor, fusion.opacity)  # below the window: the picture shows through
     lines: list[tuple[tuple[int, int, int], list[np.ndarray], list[bool], list[np.ndarray]]] = []
     if (dose := layers.dose) is not None:
         values = reslice(dose.volume, plane, slab=sampling.slab, mode=sampling.mode, linear=sampling.linear)

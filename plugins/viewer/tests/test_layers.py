@@ -110,6 +110,8 @@ def test_fused_hot_spot_lands_on_the_ct_sphere(server: ServerProcess, ids: dict[
     spacing = geometry["PixelSpacing"]
     assert np.linalg.norm(ct_sphere - np.array(SHAPES.sphere_center)) <= spacing
     assert np.linalg.norm(hot - ct_sphere) <= 2 * spacing
+    plain, _ = _reslice(server, ids["ct"], plane, position=position)
+    assert np.array_equal(fused[0, 0], [plain[0, 0]] * 3)  # the background is below the window: not coloured
     layer = geometry["Layers"]["Overlay"]
     assert layer["ID"] == ids["pet"] and layer["Units"] == "SUVbw" and layer["Colormap"] == "hot"
     assert layer["Window"] == {"Center": pytest.approx(high), "Width": pytest.approx(2 * (high - low))}

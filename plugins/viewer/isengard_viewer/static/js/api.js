@@ -28,6 +28,11 @@ export async function getJson(url) {
   return (await request(url)).json();
 }
 
+// A binary answer (a plane's float32 values as .npy).
+export async function getBuffer(url) {
+  return (await request(url)).arrayBuffer();
+}
+
 // A picture, decoded off the main thread; ImageBitmaps need no img-src in the Content-Security-Policy.
 export async function getBitmap(url) {
   return createImageBitmap(await (await request(url)).blob());

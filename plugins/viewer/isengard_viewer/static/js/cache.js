@@ -3,7 +3,8 @@
 
 const CAPACITY = 160;
 const WORKERS = 3;
-const entries = new Map(); // key -> Promise<ImageBitmap>
+// The key is the picture's full request URL: every argument (slice, window, layers) is in it, none goes stale.
+const entries = new Map(); // URL -> Promise<ImageBitmap>
 
 function cached(key) {
   return entries.has(key);

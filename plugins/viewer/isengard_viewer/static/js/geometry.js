@@ -4,7 +4,7 @@
 
 export const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
 const add = (a, b, k = 1) => a.map((value, n) => value + k * b[n]);
-const sub = (a, b) => a.map((value, n) => value - b[n]);
+export const sub = (a, b) => a.map((value, n) => value - b[n]);
 export const distance = (a, b) => Math.hypot(...sub(a, b));
 
 export function toPatient(plane, u, v) {

@@ -2,6 +2,8 @@
 // study's series to pick from. Every request is relative to /viewer/ (see api.js).
 import { ApiError, getJson, rest, viewerApi } from "./api.js";
 import { acquisitionPlane, dot } from "./geometry.js";
+import { attachLayers, openLayers, wireLayers } from "./layers.js";
+import { GRIDS, ObliqueSource, gridCells, slabArgs, volumeCenter, wireSlab } from "./layout.js";
 import { FrameSource, PlaneSource } from "./sources.js";
 import { Viewport } from "./viewport.js";
 
@@ -37,6 +39,7 @@ async function listSeries(studyId, current) {
     item.append(link);
     return item;
   }));
+  state.studySeries = all;
   return all;
 }
 
@@ -46,7 +49,7 @@ function activate(view) {
 }
 
 function makeView(series, source) {
-  return new Viewport({
+  const view = new Viewport({
     source,
     header: series.header,
     win: series.window,
@@ -55,10 +58,16 @@ function makeView(series, source) {
     onActivate: activate,
     onWindow: (win) => {
       series.window = win; // kept when the layout changes
-      state.views.forEach((v) => v !== state.active && v.setWindow(win));
+      state.views.forEach((v) => v !== state.active && v.series === series && v.setWindow(win));
     },
     onCrosshair: series.mpr ? moveCrosshair : null,
+    series,
+    measurements: series.measurements, // in patient mm: every view of the series draws those its plane holds
+    onMeasured: () => state.views.forEach((v) => v.draw()),
+    references: () => (series.mpr ? state.views.filter((v) => v !== view) : []),
+    onRendered: () => series.mpr && state.views.forEach((v) => v !== view && v.draw()),
   });
+  return view;
 }
 
 // A point clicked in one MPR view: the other views go to the planes through it, all draw the crosshair there.
@@ -70,11 +79,14 @@ function moveCrosshair(point, from) {
   }
 }
 
-function show(series, sources) {
+// cells: [{series, source, slot?}]; layout: stack, mpr or a grid (layout.js).
+function show(cells, layout) {
   stopCine();
-  series.mpr = sources.length > 1;
-  state.views = sources.map((source) => makeView(series, source));
-  $("#views").classList.toggle("mpr", series.mpr);
+  state.series.mpr = layout === "mpr";
+  state.views = cells.map(({ series, source, slot }) => Object.assign(makeView(series, source), slot && { slot }));
+  state.views.forEach(attachLayers);
+  $("#views").classList.toggle("mpr", state.series.mpr);
+  $("#views").dataset.layout = layout;
   $("#views").replaceChildren(...state.views.map((v) => v.element));
   for (const view of state.views) {
     view.invert = state.invert;
@@ -82,7 +94,7 @@ function show(series, sources) {
   }
   activate(state.views[0]);
   for (const button of document.querySelectorAll("[data-layout]")) {
-    button.setAttribute("aria-pressed", String((button.dataset.layout === "mpr") === series.mpr));
+    button.setAttribute("aria-pressed", String(button.dataset.layout === layout));
   }
 }
 
@@ -97,8 +109,8 @@ async function stackSource(seriesId, volume) {
   return new FrameSource(seriesId, volume.Slices);
 }
 
-async function openSeries(seriesId) {
-  status("Loading the series…");
+// A series' description for the views (header, window, measurements) and its stack source.
+async function describeSeries(seriesId) {
   const [series, study, volume] = await Promise.all([
     getJson(rest(`/series/${encodeURIComponent(seriesId)}`)),
     getJson(rest(`/series/${encodeURIComponent(seriesId)}/study`)),
@@ -114,8 +126,22 @@ async function openSeries(seriesId) {
       modality: [tag(series, "Modality"), tag(series, "SeriesNumber") && `#${tag(series, "SeriesNumber")}`].filter(Boolean).join(" ") },
     window: { center: volume.DefaultWindow.Center, width: volume.DefaultWindow.Width },
     sensitivity: Math.max(range / 1000, 0.001),
+    measurements: [],
   };
-  const stack = await stackSource(seriesId, volume);
+  return { info, stack: await stackSource(seriesId, volume) };
+}
+
+// The other series of a grid, each loaded once.
+function loadSeries(seriesId) {
+  state.loaded ||= new Map();
+  if (!state.loaded.has(seriesId)) state.loaded.set(seriesId, describeSeries(seriesId));
+  return state.loaded.get(seriesId);
+}
+
+async function openSeries(seriesId) {
+  status("Loading the series…");
+  const { info, stack } = await describeSeries(seriesId);
+  const volume = info.volume;
   const problems = (volume.Problems || []).map((p) => p.Type);
   status(stack instanceof FrameSource
     ? "This series has no usable geometry (MissingGeometry): its frames are shown as a stack, without positions or MPR."
@@ -123,7 +149,12 @@ async function openSeries(seriesId) {
   state.series = info;
   state.stack = stack;
   state.mprSources = null;
-  show(info, [stack]);
+  show([{ series: info, source: stack }], "stack");
+}
+
+async function showGrid(layout) {
+  const others = (state.studySeries || []).map((series) => series.ID).filter((id) => id !== state.series.id);
+  show(await gridCells({ info: state.series, stack: state.stack }, others, GRIDS[layout], loadSeries), layout);
 }
 
 // MPR needs the volume in space; the API's 409 says why a series cannot (no geometry, a single slice).
@@ -137,12 +168,35 @@ async function showMpr() {
     status(`MPR is not available for this series: ${error.message}`, true);
     return;
   }
-  show(info, state.mprSources);
+  // Turned coronal and sagittal planes (oblique) pass through the crosshair, which stays where it was.
+  const degrees = Number($("#rotate").value) || 0;
+  const crosshair = state.series.mpr ? state.views.find((view) => view.crosshair)?.crosshair : null;
+  const sources = state.mprSources.map((source) => (degrees && source.plane !== "axial"
+    ? new ObliqueSource(source, degrees, crosshair || volumeCenter(info.volume)).open(info.volume) : source));
+  for (const source of sources) source.params = slabArgs();
+  const through = (source) => crosshair && { position: dot(crosshair, source.normal) };
+  show(sources.map((source) => ({ series: info, source, slot: through(source) })), "mpr");
+  if (crosshair) state.views.forEach((view) => (view.crosshair = crosshair));
 }
 
+// An ROI's centroid (layers.js): the views of the series go to the slice through it, MPR views (between slices
+// too) with the crosshair there; the views of other series in a grid stay.
+function jumpTo(point) {
+  if (state.series.mpr) {
+    moveCrosshair(point, null);
+    return;
+  }
+  for (const view of state.views) {
+    const { normal, seriesId } = view.source;
+    if (normal && seriesId === state.series.id) view.setSlot({ index: view.source.nearestIndex(dot(point, normal)) });
+  }
+}
+
+// A preset: for the active view's series (a grid's other series keep theirs).
 function setWindow(win) {
-  state.series.window = win;
-  for (const view of state.views) view.setWindow(win);
+  const series = state.active?.series ?? state.series;
+  series.window = win;
+  for (const view of state.views) if (view.series === series) view.setWindow(win);
 }
 
 function stopCine() {
@@ -173,7 +227,8 @@ function wireToolbar() {
     button.addEventListener("click", () => {
       if (!state.series) return;
       if (button.dataset.layout === "mpr") showMpr();
-      else show(state.series, [state.stack]);
+      else if (button.dataset.layout in GRIDS) showGrid(button.dataset.layout);
+      else show([{ series: state.series, source: state.stack }], "stack");
     });
   }
   for (const [name, [center, width]] of Object.entries(PRESETS)) {
@@ -201,7 +256,20 @@ function wireToolbar() {
   $("#zoom-in").addEventListener("click", () => zoomActive(1.25));
   $("#zoom-out").addEventListener("click", () => zoomActive(0.8));
   $("#fit").addEventListener("click", () => state.active?.fit());
+  $("#clear-measurements").addEventListener("click", () => {
+    for (const view of state.views) view.measurements.length = 0; // the series' shared list
+    for (const view of state.views) view.draw();
+  });
   $("#cine").addEventListener("click", () => (state.cine ? stopCine() : startCine()));
+  wireSlab(() => {
+    for (const source of state.mprSources || []) source.params = slabArgs();
+    if (!state.series?.mpr) return;
+    for (const view of state.views) {
+      view.source.params = slabArgs();
+      view.render();
+    }
+  });
+  $("#rotate").addEventListener("change", () => state.series?.mpr && showMpr());
   $("#fps").addEventListener("change", () => state.cine && (stopCine(), startCine()));
   document.addEventListener("keydown", (event) => {
     const view = state.active;
@@ -217,6 +285,7 @@ function wireToolbar() {
 
 async function main() {
   wireToolbar();
+  wireLayers(jumpTo);
   const seriesId = params.get("series");
   let studyId = params.get("study");
   try {
@@ -225,9 +294,13 @@ async function main() {
       return;
     }
     if (!studyId) studyId = (await getJson(rest(`/series/${encodeURIComponent(seriesId)}`))).ParentStudy;
-    await listSeries(studyId, seriesId);
+    const studySeries = await listSeries(studyId, seriesId);
     if (seriesId) await openSeries(seriesId);
     else status("Pick a series.");
+    if (state.stack instanceof PlaneSource) {
+      await openLayers({ series: state.series, studySeries, onJump: jumpTo,
+        onChange: () => state.views.forEach((view) => view.render()) });
+    }
   } catch (error) {
     status(error.status === 404 ? `Unknown ${seriesId ? "series" : "study"}: ${seriesId || studyId}` : error.message, true);
   }

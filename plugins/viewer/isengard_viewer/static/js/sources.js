@@ -4,6 +4,7 @@
 import { getBitmap, getJson, query, rest, viewerApi } from "./api.js";
 import { picture } from "./cache.js";
 import { nearestAxis } from "./geometry.js";
+import { layerArgs } from "./layers.js";
 
 const windowKey = (win) => `${win.center},${win.width}`;
 
@@ -14,15 +15,17 @@ export class PlaneSource {
   constructor(seriesId, plane) {
     this.seriesId = seriesId;
     this.plane = plane;
+    this.params = {}; // the slab (slab=, mode=) of MPR planes
     this.geometries = new Map();
   }
 
   url(slot, extra) {
-    return `${viewerApi(this.seriesId, `/reslice/${this.plane}`)}?${query({ ...slotArgs(slot), ...extra })}`;
+    const args = { ...slotArgs(slot), ...this.params, ...extra };
+    return `${viewerApi(this.seriesId, `/reslice/${this.plane}`)}?${query(args)}`;
   }
 
   key(slot) {
-    return `${this.seriesId}/${this.plane}/${JSON.stringify(slotArgs(slot))}`;
+    return `${this.seriesId}/${this.plane}/${JSON.stringify({ ...slotArgs(slot), ...this.params })}`;
   }
 
   // How many slices along the plane's normal, and where the first and last are (to go from a position to a slice).
@@ -51,12 +54,14 @@ export class PlaneSource {
     return this.geometries.get(key);
   }
 
+  // The picture's URL, with the layers chosen (layers.js): the cache's key, so a layer change is never stale.
   pictureKey(slot, win) {
-    return `${this.key(slot)}@${windowKey(win)}`;
+    return this.url(slot, { window: windowKey(win), ...layerArgs(this.seriesId) });
   }
 
   picture(slot, win) {
-    return picture(this.pictureKey(slot, win), () => getBitmap(this.url(slot, { window: windowKey(win) })));
+    const url = this.pictureKey(slot, win);
+    return picture(url, () => getBitmap(url));
   }
 }
 
@@ -78,13 +83,12 @@ export class FrameSource {
 
   pictureKey(slot, win) {
     const [instance, frame] = this.slices[slot.index];
-    return `${instance}/${frame}@${windowKey(win)}`;
+    return `${rest(`/instances/${instance}/frames/${frame}/rendered`)}?${query(
+      { "window-center": win.center, "window-width": win.width })}`;
   }
 
   picture(slot, win) {
-    const [instance, frame] = this.slices[slot.index];
-    const url = `${rest(`/instances/${instance}/frames/${frame}/rendered`)}?${query(
-      { "window-center": win.center, "window-width": win.width })}`;
-    return picture(this.pictureKey(slot, win), () => getBitmap(url));
+    const url = this.pictureKey(slot, win);
+    return picture(url, () => getBitmap(url));
   }
 }

@@ -2,7 +2,9 @@
 // in its corners, orientation markers, length measurements and the MPR crosshair. What it shows is published on
 // the element (data-index, data-position, data-window, data-view, data-length), for scripts and tests.
 import { prefetch } from "./cache.js";
-import { distance, orientationMarkers, toPatient, toPicture } from "./geometry.js";
+import { orientationMarkers, toPatient, toPicture } from "./geometry.js";
+import { drawReferenceLines } from "./layout.js";
+import { MEASURING, drawMeasurements, publishMeasurements, startDrawing } from "./tools.js";
 
 const PREFETCH_RADIUS = 10;
 const CLICK_SLOP = 3; // px a pointer may move and still click
@@ -30,7 +32,8 @@ export class Viewport {
     this.zoom = 1;
     this.pan = [0, 0];
     this.invert = false;
-    this.measurements = [];
+    this.measurements ??= []; // shared by the views of a series (tools.js)
+    this.onMeasured ??= () => this.draw();
     this.crosshair = null;
     this.canvas = el("canvas");
     this.corners = Object.fromEntries(["tl", "tr", "bl", "br"].map((c) => [c, el("div", `corner ${c}`)]));
@@ -49,6 +52,7 @@ export class Viewport {
     this.stage = el("div", "stage", this.canvas, ...Object.values(this.corners), ...Object.values(this.markers), this.note);
     this.element = el("div", "viewport", this.stage, this.slider);
     this.element.dataset.plane = this.source.plane;
+    this.element.dataset.series = this.source.seriesId;
     this.element.tabIndex = 0;
     for (const [name, value] of Object.entries(this.header)) this.fields[name].textContent = value;
     this.fields.plane.textContent = this.source.plane === "stack" ? "" : this.source.plane;
@@ -101,6 +105,7 @@ export class Viewport {
       this.draw();
     } while (this.pending);
     this.loading = false;
+    this.onRendered?.(); // MPR: the other views redraw this one's reference line
     this.prefetchAround();
   }
 
@@ -159,6 +164,7 @@ export class Viewport {
     ctx.drawImage(this.bitmap, t.x, t.y, this.bitmap.width * t.scale, this.bitmap.height * t.scale);
     ctx.filter = "none";
     const screen = ([u, v]) => [t.x + u * t.scale, t.y + v * t.scale];
+    drawReferenceLines(this, ctx, screen); // under the crosshair, which lies on them while the views follow it
     if (this.crosshair && this.plane) {
       const [cx, cy] = screen(toPicture(this.plane, this.crosshair));
       ctx.strokeStyle = "rgba(255, 200, 0, 0.8)";
@@ -167,30 +173,8 @@ export class Viewport {
       ctx.moveTo(cx, 0); ctx.lineTo(cx, height); ctx.moveTo(0, cy); ctx.lineTo(width, cy);
       ctx.stroke();
     }
-    ctx.font = "13px sans-serif";
-    for (const m of this.measurementsHere()) {
-      const [ax, ay] = screen(m.a);
-      const [bx, by] = screen(m.b);
-      ctx.strokeStyle = "#4cf";
-      ctx.lineWidth = 2;
-      ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
-      ctx.fillStyle = "#4cf";
-      ctx.fillText(this.lengthText(m), bx + 6, by - 6);
-    }
+    drawMeasurements(this, ctx, screen);
     this.publish(t);
-  }
-
-  measurementsHere() {
-    const here = JSON.stringify(this.shown?.slot);
-    return this.measurements.filter((m) => m.slot === here);
-  }
-
-  length(m) {
-    return m.plane ? distance(toPatient(m.plane, ...m.a), toPatient(m.plane, ...m.b)) : Math.hypot(m.a[0] - m.b[0], m.a[1] - m.b[1]);
-  }
-
-  lengthText(m) {
-    return m.plane ? `${this.length(m).toFixed(1)} mm` : `${this.length(m).toFixed(1)} px`;
   }
 
   publish(t) {
@@ -215,9 +199,7 @@ export class Viewport {
       this.fields.window.textContent = `W ${round(win.width)} L ${round(win.center)}${this.invert ? " (inverted)" : ""}`;
     }
     this.fields.zoom.textContent = `Zoom ${Math.round(t.scale * 100)}%`;
-    const last = this.measurementsHere().at(-1);
-    if (last) data.length = this.length(last);
-    this.fields.length.textContent = last ? `Length ${this.lengthText(last)}` : "";
+    publishMeasurements(this);
   }
 
   zoomAt(factor, clientX, clientY) {
@@ -263,10 +245,7 @@ export class Viewport {
     const start = { x: event.clientX, y: event.clientY, win: this.win, pan: this.pan, zoom: this.zoom,
       at: this.toPicture(event) };
     let moved = false;
-    let measurement = null;
-    if (tool === "measure") {
-      measurement = { slot: JSON.stringify(this.shown.slot), plane: this.plane, a: start.at, b: start.at };
-    }
+    const drawing = MEASURING.has(tool) && event.button === 0 ? startDrawing(this, tool, start.at) : null;
     this.stage.setPointerCapture(event.pointerId);
     const move = (e) => {
       const dx = e.clientX - start.x;
@@ -282,17 +261,16 @@ export class Viewport {
         this.draw();
       } else if (tool === "zoom") {
         this.zoomAt(Math.exp(-dy / 200) * start.zoom / this.zoom, start.x, start.y);
-      } else if (measurement) {
-        measurement.b = this.toPicture(e);
-        if (!this.measurements.includes(measurement)) this.measurements.push(measurement);
-        this.draw();
+      } else if (drawing) {
+        drawing.move(this.toPicture(e));
       }
     };
-    const up = () => {
+    const up = (e) => {
       this.stage.removeEventListener("pointermove", move);
       this.stage.removeEventListener("pointerup", up);
       this.stage.removeEventListener("pointercancel", up);
-      if (!moved && event.button === 0 && tool !== "measure" && this.onCrosshair && this.plane) {
+      drawing?.up(this.toPicture(e), moved);
+      if (!moved && event.button === 0 && !MEASURING.has(tool) && this.onCrosshair && this.plane) {
         this.onCrosshair(toPatient(this.plane, ...start.at), this);
       }
     };
