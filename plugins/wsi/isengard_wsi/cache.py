@@ -1,14 +1,17 @@
 """Pyramids and frame locations, kept in memory per server and series until the series changes.
 
 Building a pyramid reads the header of every instance of the series, and locating frames walks the pixel data
-once: both are far slower than a tile, so they are kept (orthanc-wsi keeps its pyramids the same way). A stored
-or deleted instance drops what it could have changed. The on-the-fly pyramids of single frames are kept the same
-way, fewer of them as they hold decoded pixels.
+once: both are far slower than a tile, so they are kept (orthanc-wsi keeps its pyramids the same way). Stored
+frames are read by groups of neighbours and kept too, up to a size: each storage read costs a trip to a worker
+thread, a good part of a tile's time when the file is in the page cache. A stored or deleted instance drops what
+it could have changed. The on-the-fly pyramids of single frames are kept the same way, fewer of them as they
+hold decoded pixels.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,12 +22,16 @@ from isengard.errors import unknown_resource
 from isengard.model import ResourceType
 
 from .pyramid import FramePyramid, InstanceGeometry, Pyramid, TileSource, assemble, instance_geometry
-from .tiles import FrameRanges, frame_ranges, read_frame
+from .tiles import FrameRanges, frame_group, frame_ranges, read_frames, read_from_file
 
 #: How many series keep their pyramid; the least recently used goes first.
 MAX_PYRAMIDS = 64
 #: How many decoded frames keep their on-the-fly pyramid (each holds the frame as RGB, plus a third for its levels).
 MAX_FRAME_PYRAMIDS = 4
+#: Bytes of stored frames kept (as they are stored: JPEG tiles are served from here), least recently used first out.
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+#: Frames are read by blocks of about this many bytes of neighbours: a row of tiles on a screen, a few reads.
+READ_AHEAD = 256 * 1024
 
 
 @dataclass
@@ -35,6 +42,9 @@ class PyramidCache:
     pyramids: dict[str, Pyramid] = field(default_factory=dict)
     ranges: dict[str, FrameRanges | None] = field(default_factory=dict)
     frames: dict[tuple[str, int], asyncio.Task[FramePyramid]] = field(default_factory=dict)
+    stored: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (instance, frame): least recent first
+    stored_bytes: int = 0
+    reading: dict[tuple[str, int], asyncio.Task[list[bytes]]] = field(default_factory=dict)  # by first frame
 
     async def pyramid(self, series_id: str) -> Pyramid:
         """The pyramid of a series; an unknown series, or one without a pyramid level, is a 404."""
@@ -59,11 +69,48 @@ class PyramidCache:
         return assemble(series_id, geometries)
 
     async def frame(self, pyramid: Pyramid, source: TileSource) -> bytes:
-        """The stored bytes of a tile's frame."""
-        if source.instance_id not in self.ranges:
-            count = pyramid.instances[source.instance_id].frames
-            self.ranges[source.instance_id] = await frame_ranges(self.context, source.instance_id, count)
-        return await read_frame(self.context, source, self.ranges[source.instance_id])
+        """The stored bytes of a tile's frame, read with its group of neighbours (one read for the requests
+        asking for any of them at the same time) unless it is kept already."""
+        key = (source.instance_id, source.frame)
+        data = self._take(key)
+        if data is None:
+            instance = source.instance_id
+            if instance not in self.ranges:
+                count = pyramid.instances[instance].frames
+                self.ranges[instance] = await frame_ranges(self.context, instance, count)
+            ranges = self.ranges[instance]
+            frames = None
+            if ranges is not None and ranges.ranges is not None:
+                group = frame_group(ranges.ranges, source.frame, READ_AHEAD)
+                task = self.reading.get((instance, group.start))
+                if task is None:
+                    task = asyncio.ensure_future(read_frames(self.context, ranges, group))
+                    self.reading[(instance, group.start)] = task
+                    task.add_done_callback(lambda _: self.reading.pop((instance, group.start), None))
+                frames = await asyncio.shield(task)
+                if frames is None:  # not one fragment per frame: from now on, frames come from the whole file
+                    self.ranges[instance] = None
+            if frames is None:
+                data = await read_from_file(self.context, instance, source.frame)
+            else:
+                for number, frame in zip(group, frames, strict=True):
+                    self._keep((instance, number), frame)
+                data = frames[source.frame - group.start]
+        self._keep(key, data)
+        return data
+
+    def _take(self, key: tuple[str, int]) -> bytes | None:
+        data = self.stored.pop(key, None)
+        if data is not None:
+            self.stored_bytes -= len(data)
+        return data
+
+    def _keep(self, key: tuple[str, int], data: bytes) -> None:
+        self._take(key)
+        self.stored[key] = data  # most recently used last
+        self.stored_bytes += len(data)
+        while self.stored_bytes > MAX_FRAME_BYTES:
+            self._take(next(iter(self.stored)))
 
     async def frame_pyramid(self, instance_id: str, frame: int) -> FramePyramid:
         """The on-the-fly pyramid of one frame, decoded once: the tiles a viewer asks for together share it."""
@@ -97,12 +144,19 @@ class PyramidCache:
 
     def forget(self, series_id: str) -> None:
         pyramid = self.pyramids.pop(series_id, None)
-        for instance_id in pyramid.instances if pyramid else ():
+        instances = pyramid.instances if pyramid else {}
+        for instance_id in instances:
             self.ranges.pop(instance_id, None)
+        self._drop_stored(lambda instance_id: instance_id in instances)
+
+    def _drop_stored(self, dropped: Callable[[str], bool]) -> None:
+        for key in [key for key in self.stored if dropped(key[0])]:
+            self._take(key)
 
     def forget_instance(self, instance_id: str) -> None:
         for key in [key for key in self.frames if key[0] == instance_id]:
             del self.frames[key]
+        self._drop_stored(lambda stored: stored == instance_id)
         for series_id, pyramid in list(self.pyramids.items()):
             if instance_id in pyramid.instances:
                 self.forget(series_id)
@@ -111,3 +165,5 @@ class PyramidCache:
         self.pyramids.clear()
         self.ranges.clear()
         self.frames.clear()
+        self.stored.clear()
+        self.stored_bytes = 0

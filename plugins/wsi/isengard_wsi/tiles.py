@@ -4,8 +4,9 @@ orthanc-wsi serves a JPEG Baseline frame as it is stored (the browser decodes it
 (JPEG 2000, uncompressed) to answer a PNG, so that lossless tiles stay lossless. Isengard does the same.
 
 To read one frame without the rest of the file, the byte range of every frame of an instance is found once (the
-pixel data element is walked item by item, PS3.5 A.4) and cached with the pyramid; each tile is then one ranged
-read. Files stored compressed (StorageCompression) have no ranges: their frame comes from the whole file.
+pixel data element is walked item by item, PS3.5 A.4) and cached with the pyramid; frames are then read by one
+ranged read of a group of neighbours (``frame_group``: the tiles a viewer asks for next, kept by the cache). Files
+stored compressed (StorageCompression) have no ranges: their frame comes from the whole file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from isengard.dicom.imaging import ImageFormat, decode_frame, encode, raw_frame
 from isengard.errors import ErrorCode, OrthancError
 from isengard.model import CompressionType, MetadataType, ResourceType
 
-from .pyramid import Level, Pyramid, TileSource
+from .pyramid import Level, Pyramid
 
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as a little-endian 32-bit word
 _UNDEFINED = 0xFFFFFFFF
@@ -42,7 +43,7 @@ class FrameRanges:
     """Where each frame is in the stored file; ``ranges`` None when frames cannot be read alone.
 
     With ``items``, a range is the frame's item (its 8-byte header included), from the Basic Offset Table: from
-    one item to the next, the last one open-ended (-1). Otherwise a range is exactly the frame's bytes.
+    one item to the next, the last one to the end its header gives. Otherwise a range is exactly the frame's bytes.
     """
 
     uuid: str
@@ -54,8 +55,9 @@ class FrameRanges:
 async def frame_ranges(context: ServerContext, instance_id: str, count: int) -> FrameRanges | None:
     """Locate every frame of an instance in its file; None when the file must be read whole.
 
-    Native frames and a Basic Offset Table with an entry per frame (PS3.5 A.4) take two small reads; without an
-    offset table the pixel data is read once and walked item by item.
+    Native frames take two small reads, a Basic Offset Table with an entry per frame (PS3.5 A.4) three (the last
+    frame's item header gives where it ends); without an offset table the pixel data is read once and walked item
+    by item.
     """
     resources = await context.index.get_resources(ResourceType.INSTANCE, [instance_id])
     info = resources[0].attachment if resources else None
@@ -78,7 +80,10 @@ async def frame_ranges(context: ServerContext, instance_id: str, count: int) -> 
         table = await context.storage.read_range(info.uuid, info.content_type, table_start, table_start + table_length)
         first = table_start + table_length
         starts = [first + value for value in struct.unpack(f"<{count}I", table)]
-        return FrameRanges(info.uuid, info.content_type, list(zip(starts, [*starts[1:], -1], strict=True)), True)
+        last = await context.storage.read_range(info.uuid, info.content_type, starts[-1], starts[-1] + 8)
+        if len(last) == 8 and struct.unpack_from("<I", last)[0] == _ITEM:
+            ends = [*starts[1:], starts[-1] + 8 + struct.unpack_from("<I", last, 4)[0]]
+            return FrameRanges(info.uuid, info.content_type, list(zip(starts, ends, strict=True)), True)
     data = await context.storage.read_range(info.uuid, info.content_type, start, size)
     return FrameRanges(info.uuid, info.content_type, await asyncio.to_thread(_walk_items, data, start, header, count))
 
@@ -98,32 +103,48 @@ def _walk_items(data: bytes, base: int, position: int, count: int) -> list[tuple
     return fragments if len(fragments) == count else None
 
 
-async def read_frame(context: ServerContext, source: TileSource, ranges: FrameRanges | None) -> bytes:
-    """The stored bytes of one frame: a ranged read when the frames are located, else from the whole file."""
-    if ranges is not None and ranges.ranges is not None:
-        start, end = ranges.ranges[source.frame]
-        if not ranges.items:
-            return await context.storage.read_range(ranges.uuid, ranges.content_type, start, end)
-        frame = await _read_item(context, ranges, start, end)
-        if frame is not None:
-            return frame
-    data = await context.store.read_dicom(source.instance_id)
-    frame, _ = await asyncio.to_thread(raw_frame, data, source.frame)
-    return frame
+def frame_group(located: list[tuple[int, int]], frame: int, size: int) -> range:
+    """The frames read together with ``frame``: the block of about ``size`` bytes of consecutive frames holding
+    it (blocks aligned on multiples of their frame count, so that tiles asked in any order share reads)."""
+    mean = (located[-1][1] - located[0][0]) / len(located)
+    per_read = max(1, int(size // max(1.0, mean)))
+    first = frame - frame % per_read
+    return range(first, min(first + per_read, len(located)))
 
 
-async def _read_item(context: ServerContext, ranges: FrameRanges, start: int, end: int) -> bytes | None:
-    """The fragment of the item the offset table points at; None when the frame is not that one fragment."""
-    storage = context.storage
-    if end < 0:  # the last frame: its item header says how long it is
-        head = await storage.read_range(ranges.uuid, ranges.content_type, start, start + 8)
-        if len(head) < 8:
+async def read_frames(context: ServerContext, ranges: FrameRanges, frames: range) -> list[bytes] | None:
+    """The stored bytes of consecutive located frames, in one ranged read; None when they cannot be read so (a
+    frame of several fragments, a wrong offset table): they must then come from the whole file."""
+    if ranges.ranges is None:
+        return None
+    located = ranges.ranges[frames.start : frames.stop]
+    begin = located[0][0]
+    data = await context.storage.read_range(ranges.uuid, ranges.content_type, begin, located[-1][1])
+    return _split(data, begin, located, items=ranges.items)
+
+
+async def read_from_file(context: ServerContext, instance_id: str, frame: int) -> bytes:
+    """The stored bytes of one frame, from the whole file (stored compressed, or frames not located)."""
+    data = await context.store.read_dicom(instance_id)
+    stored, _ = await asyncio.to_thread(raw_frame, data, frame)
+    return stored
+
+
+def _split(data: bytes, begin: int, located: list[tuple[int, int]], *, items: bool) -> list[bytes] | None:
+    """The frames in ``data`` (read from offset ``begin``); None when an item is not the one fragment of its frame
+    (several fragments per frame, or a wrong offset table) or the file is shorter than its ranges."""
+    frames = []
+    for start, end in located:
+        offset = start - begin
+        if offset < 0 or end - begin > len(data) or end - start < (8 if items else 0):
             return None
-        end = start + 8 + struct.unpack_from("<I", head, 4)[0]
-    data = await storage.read_range(ranges.uuid, ranges.content_type, start, end)
-    if len(data) < 8 or struct.unpack_from("<II", data) != (_ITEM, len(data) - 8):
-        return None  # several fragments per frame, or a wrong offset table
-    return data[8:]
+        if not items:
+            frames.append(data[offset : end - begin])
+        elif struct.unpack_from("<II", data, offset) == (_ITEM, end - start - 8):
+            frames.append(data[offset + 8 : end - begin])
+        else:
+            return None
+    return frames
 
 
 def is_jpeg(pyramid: Pyramid, level: Level) -> bool:

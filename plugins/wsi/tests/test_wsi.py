@@ -239,6 +239,29 @@ def test_pyramid_follows_stores_and_deletions(isengard: Any, slides: dict[str, l
         assert_orthanc_error(client.get(f"/wsi/pyramids/{series_id}"), 404, "Unknown resource")
 
 
+def test_kept_tiles_follow_a_replaced_instance(isengard: Any, slides: dict[str, list[Path]], tmp_path: Path) -> None:
+    """Frames are kept in memory once read: an instance deleted, then stored again under the same SOP Instance UID
+    with its frames in the reverse order, answers its new frames."""
+    server = isengard()
+    level = slides["jpeg-ycbcr"][0]
+    stored = server.upload(level)[0]
+    series_id = stored["ParentSeries"]
+    columns = server.get(f"/wsi/pyramids/{series_id}").json()["TilesCount"][0][0]
+    ds = pydicom.dcmread(level)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    assert len(frames) > 1 and frames[0] != frames[-1]
+    assert server.get(f"/wsi/tiles/{series_id}/0/0/0").content == frames[0]
+    with server.client() as client:
+        client.delete(f"/instances/{stored['ID']}").raise_for_status()
+    ds.PixelData = encapsulate(frames[::-1], has_bot=True)
+    reversed_level = tmp_path / "reversed.dcm"
+    ds.save_as(reversed_level)
+    assert server.upload(reversed_level)[0]["ID"] == stored["ID"]
+    assert server.get(f"/wsi/tiles/{series_id}/0/0/0").content == frames[-1]
+    last = len(frames) - 1
+    assert server.get(f"/wsi/tiles/{series_id}/0/{last % columns}/{last // columns}").content == frames[0]
+
+
 def test_iiif_info(module_server: ServerProcess, series: dict[str, str]) -> None:
     """IIIF Image 3 info.json: the levels as integer scale factors, the smallest size first."""
     logo = series["logo-jpeg"]
