@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from isengard.browser_testing import Traffic
 from isengard.testing import ServerProcess
 from isengard_viewer import phantom
+from isengard_viewer.layers import ISODOSE_COLORS
 from isengard_viewer.phantom import GaussianDose, PetDose, Series, StructureColors
 
 from .conftest import PET, upload
@@ -257,3 +259,176 @@ def test_no_layers_without_a_shared_frame_of_reference(
     open_viewer(page, server, series)
     page.wait_for_selector("#layers[data-ready]", state="attached")
     assert page.is_hidden("#layers")
+
+
+def signature(page: Any, plane: str) -> int:
+    """A hash of a view's canvas: equal for equal pictures drawn the same way."""
+    return page.evaluate(
+        """(plane) => { const c = document.querySelector(`.viewport[data-plane="${plane}"] canvas`);
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let h = 2166136261;
+            for (let i = 0; i < d.length; i += 1) h = Math.imul(h ^ d[i], 16777619) >>> 0;
+            return h; }""",
+        plane,
+    )
+
+
+def set_field(page: Any, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Enter")
+
+
+def test_overlay_window_bounds_the_colour(study: tuple[ServerProcess, dict[str, str]], browser_page: Callable) -> None:
+    """Below the lower bound nothing is coloured: from under the PET's background, all of the plane within the PET
+    is; between the background and the sphere, the sphere's disc; above the sphere, nothing."""
+    server, ids = study
+    page = browser_page()
+    traffic = Traffic(page)
+    open_layers(page, server, ids["ct"])
+    page.select_option("#rtstruct", "")  # no contours: every colour is the overlay's
+    show_slice(page, SHAPES.sphere_center[2])
+    assert page.is_hidden("#overlay-window")
+    page.select_option("#colormap", "jet")  # tinted from its lowest colour (dark blue) up
+    page.fill("#opacity", "0.8")
+    page.select_option("#fusion", ids["pet"])
+    default = server.get(f"/viewer/api/series/{ids['pet']}/volume").json()["DefaultWindow"]
+    low, high = (float(page.input_value(f"#overlay-{bound}")) for bound in ("low", "high"))
+    assert low == pytest.approx(default["Center"] - default["Width"] / 2, rel=1e-3, abs=1e-3)
+    assert high == pytest.approx(default["Center"] + default["Width"] / 2, rel=1e-3)
+    assert page.inner_text("#overlay-units") == "SUVbw"
+    by_default = eventually(lambda: count(page, "axial", TINTED))  # the background is at its lower bound
+
+    sphere = expected_suv()
+    background = sphere * PET_SHAPES.background / PET_SHAPES.sphere_value
+    set_field(page, "#overlay-low", "0")
+    set_field(page, "#overlay-high", f"{sphere:.3f}")
+    everything = eventually(lambda: (n := count(page, "axial", TINTED)) > by_default and n)
+    set_field(page, "#overlay-low", f"{(background + sphere) / 2:.3f}")
+    disc = eventually(lambda: (n := count(page, "axial", TINTED)) < everything and n)
+    set_field(page, "#overlay-low", f"{1.1 * sphere:.3f}")
+    set_field(page, "#overlay-high", f"{1.2 * sphere:.3f}")
+    eventually(lambda: count(page, "axial", TINTED) == 0)
+    shown = shown_geometry(page, server, ids["ct"], "axial")
+    depth = shown["Position"] - SHAPES.sphere_center[2]
+    disc_area = np.pi * (SHAPES.sphere_radius**2 - depth**2)
+    plane_area = (CT.columns * CT.pixel_spacing[1]) * (CT.rows * CT.pixel_spacing[0])
+    assert disc / everything == pytest.approx(disc_area / plane_area, rel=0.15)  # measured 0.103 for 0.1095
+
+    set_field(page, "#overlay-low", "3")
+    set_field(page, "#overlay-high", "2")  # not a window: marked, and not sent
+    assert page.get_attribute("#overlay-low", "aria-invalid") == "true"
+    sent = [
+        tuple(float(v) for v in parse_qs(urlsplit(url).query)["overlayWindow"][0].split(","))
+        for url in traffic.urls
+        if "overlayWindow=" in url
+    ]
+    assert all(width > 0 for _, width in sent)
+    low = float(f"{(background + sphere) / 2:.3f}")
+    high = float(f"{sphere:.3f}")
+    assert any(c == pytest.approx((low + high) / 2) and w == pytest.approx(high - low) for c, w in sent)
+    traffic.check(server.url)
+
+
+def legend(page: Any) -> list[tuple[str, tuple[int, int, int]]]:
+    """The isodose legend's lines: text and swatch colour."""
+    return [
+        (text, tuple(color))
+        for text, color in page.eval_on_selector_all(
+            "#isodose-legend:not([hidden]) li",
+            """items => items.map(i => [i.innerText.trim(),
+                Array.from(i.querySelector('canvas').getContext('2d').getImageData(6, 6, 1, 1).data.slice(0, 3))])""",
+        )
+    ]
+
+
+def short(value: float) -> str:
+    """A number as the legend writes it: one decimal, none when it is 0."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def api_legend(server: ServerProcess, ids: dict[str, str], **args: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """What the legend should say: the API's isodoses for the same dose arguments (format=json)."""
+    params = {"format": "json", "rtdose": ids["rtdose"], **args}
+    isodoses = server.get(f"/viewer/api/series/{ids['ct']}/reslice/axial", params=params).json()["Layers"]["RtDose"]
+    return [(f"{short(i['Level'])} Gy ({short(i['Percent'])}%)", tuple(i["Color"])) for i in isodoses["Isodoses"]]
+
+
+def test_isodose_legend_follows_the_levels(study: tuple[ServerProcess, dict[str, str]], browser_page: Callable) -> None:
+    """The legend is the API's isodoses (format=json, same arguments): colour, Gy and % of the reference."""
+    server, ids = study
+    page = browser_page()
+    open_layers(page, server, ids["ct"])
+    assert page.is_hidden("#isodose-legend")
+    page.check("#isodoses")
+    expected = api_legend(server, ids, isodoses="95%,80%,50%,20%")
+    eventually(lambda: legend(page) == expected)
+    maximum = server.get(
+        f"/viewer/api/series/{ids['ct']}/reslice/axial", params={"format": "json", "rtdose": ids["rtdose"]}
+    ).json()["Layers"]["RtDose"]["Max"]
+    assert expected[0][0] == f"{short(0.95 * maximum)} Gy (95%)"
+    assert [color for _, color in expected] == list(ISODOSE_COLORS[:4])  # from the highest level down
+    set_field(page, "#isodose-levels", "30, 10")
+    eventually(lambda: legend(page) == api_legend(server, ids, isodoses="30,10"))
+    assert len(legend(page)) == 2
+    page.uncheck("#isodoses")
+    eventually(lambda: page.is_hidden("#isodose-legend"))
+
+
+def test_prescription_scales_percent_levels(
+    study: tuple[ServerProcess, dict[str, str]], browser_page: Callable
+) -> None:
+    """50% of a 60 Gy reference is the 30 Gy line: the same picture as the level 30 Gy."""
+    server, ids = study
+    page = browser_page()
+    traffic = Traffic(page)
+    open_layers(page, server, ids["ct"])
+    page.select_option("#rtstruct", "")
+    show_slice(page, SHAPES.sphere_center[2])
+    set_field(page, "#isodose-levels", "30")
+    page.check("#isodoses")
+    eventually(lambda: count(page, "axial", TINTED) > 0)
+    page.wait_for_load_state("networkidle")
+    in_gy = signature(page, "axial")
+    eventually(lambda: legend(page) == api_legend(server, ids, isodoses="30"))
+    set_field(page, "#isodose-levels", "50%")
+    eventually(lambda: signature(page, "axial") != in_gy)  # 50% of the grid's maximum (below 60 Gy)
+    set_field(page, "#prescription", "60")
+    eventually(lambda: signature(page, "axial") == in_gy)
+    eventually(lambda: legend(page) == [("30 Gy (50%)", (255, 0, 0))])
+    for wrong in ("0", "sixty", "-5"):
+        set_field(page, "#prescription", wrong)
+        assert page.get_attribute("#prescription", "aria-invalid") == "true"
+    assert not any("prescription=0" in url or "prescription=-" in url or "sixty" in url for url in traffic.urls)
+    set_field(page, "#prescription", "")  # the grid's maximum again
+    assert page.get_attribute("#prescription", "aria-invalid") == "false"
+    eventually(lambda: legend(page) == api_legend(server, ids, isodoses="50%"))
+    traffic.check(server.url)
+
+
+def test_a_listed_series_goes_into_the_active_grid_cell(
+    study: tuple[ServerProcess, dict[str, str]], browser_page: Callable
+) -> None:
+    """In 1x2 (the CT, then the PET) a click in the series list fills the active cell, without leaving the page;
+    an RT object, which has no volume, is refused and the cells stay."""
+    server, ids = study
+    page = browser_page()
+    open_viewer(page, server, ids["ct"])
+    page.click('[data-layout="1x2"]')
+    page.wait_for_function("() => document.querySelectorAll('.viewport[data-window]').length === 2")
+    address = page.url
+    page.evaluate("() => (window.stayed = true)")
+    cells = lambda: page.eval_on_selector_all(".viewport", "vs => vs.map(v => v.dataset.series)")  # noqa: E731
+    assert cells() == [ids["ct"], ids["pet"]]
+    page.focus(".viewport >> nth=0")
+    page.click(f'#series-list a[href*="{ids["pet"]}"]')
+    eventually(lambda: cells() == [ids["pet"], ids["pet"]])
+    page.wait_for_function("() => document.querySelectorAll('.viewport[data-window]').length === 2")
+    assert page.get_attribute(".viewport >> nth=0", "class") == "viewport active"
+    page.focus(".viewport >> nth=1")
+    page.click(f'#series-list a[href*="{ids["ct"]}"]')
+    eventually(lambda: cells() == [ids["pet"], ids["ct"]])
+    rtstruct = server.get(f"/instances/{ids['rtstruct']}").json()["ParentSeries"]
+    page.click(f'#series-list a[href*="{rtstruct}"]')
+    page.wait_for_selector("#status.error")
+    assert "cannot be shown in a cell" in page.inner_text("#status")
+    assert cells() == [ids["pet"], ids["ct"]]
+    assert page.url == address and page.evaluate("() => window.stayed")

@@ -4,11 +4,12 @@
 // else, there is no registration), keeps the panel's choices, and turns them into the reslice arguments every
 // PlaneSource adds to its picture requests. It also reads the fused series' value (SUV) under the pointer.
 import { getJson, query, rest, viewerApi } from "./api.js";
-import { toPatient } from "./geometry.js";
+import { acquisitionPlane, toPatient } from "./geometry.js";
 
 // Modalities without a volume of pixels: never offered for fusion (RT objects have their own controls).
 const NOT_IMAGES = new Set(["RTSTRUCT", "RTDOSE", "RTPLAN", "RTRECORD", "SR", "SEG", "KO", "PR", "REG", "DOC"]);
 const LEVELS = /^\s*\d+(\.\d+)?%?(\s*,\s*\d+(\.\d+)?%?)*\s*$/; // isodoses=: Gy, or % of the reference dose
+const DOSE = /^\s*\d*\.?\d+\s*$/; // prescription=: Gy
 
 const $ = (selector) => document.querySelector(selector);
 const tag = (resource, name) => resource?.MainDicomTags?.[name] ?? "";
@@ -21,6 +22,8 @@ const state = {
   structure: null,
   doses: [], // {ID, label}
   dose: null,
+  plane: null, // the series' acquisition plane, for the isodose legend's format=json
+  legends: 0, // legend requests made: only the latest one's answer is shown
   onChange: () => {},
 };
 
@@ -31,22 +34,63 @@ function el(tagName, className, ...children) {
   return node;
 }
 
+// The fused series' window (overlayWindow=C,W) from the lower and upper bounds shown, or null when they are none.
+function overlayWindow() {
+  const [low, high] = [$("#overlay-low").valueAsNumber, $("#overlay-high").valueAsNumber]; // NaN when not a number
+  return high > low ? `${(low + high) / 2},${high - low}` : null;
+}
+
+// The reference dose for % levels: empty (the grid's maximum, as the API's default), or a positive number of Gy.
+const prescriptionValid = (text) => !text.trim() || (DOSE.test(text) && Number(text) > 0);
+
+// The dose's arguments: none unless lines or the wash are on; a malformed field is left out (the API's default).
+function doseArgs() {
+  const isodoses = $("#isodoses").checked && LEVELS.test($("#isodose-levels").value);
+  if (!state.dose || !(isodoses || $("#dosewash").checked)) return {};
+  const args = { rtdose: state.dose.ID };
+  if (isodoses) args.isodoses = $("#isodose-levels").value.replaceAll(" ", "");
+  if ($("#dosewash").checked) args.dosewash = 1;
+  const prescription = $("#prescription").value;
+  if (prescription.trim() && prescriptionValid(prescription)) args.prescription = Number(prescription);
+  return args;
+}
+
 // The reslice arguments of the layers chosen for a series' pictures (none for another series).
 export function layerArgs(seriesId) {
   if (seriesId !== state.seriesId) return {};
   const args = {};
   if (state.overlay) {
     Object.assign(args, { overlay: state.overlay.ID, colormap: $("#colormap").value, opacity: $("#opacity").value });
+    const bounds = overlayWindow();
+    if (bounds) args.overlayWindow = bounds;
   }
   const rois = state.structure?.ROIs.filter((roi) => roi.shown).map((roi) => roi.Number) ?? [];
   if (rois.length) Object.assign(args, { rtstruct: state.structure.ID, rois: rois.join(",") });
-  const isodoses = $("#isodoses").checked && LEVELS.test($("#isodose-levels").value);
-  if (state.dose && (isodoses || $("#dosewash").checked)) {
-    args.rtdose = state.dose.ID;
-    if (isodoses) args.isodoses = $("#isodose-levels").value.replaceAll(" ", "");
-    if ($("#dosewash").checked) args.dosewash = 1;
+  return Object.assign(args, doseArgs());
+}
+
+// The isodose legend: the levels drawn as the API answers them (format=json with the dose's arguments), each its
+// line's colour, Gy and % of the reference; hidden without lines. Only the latest request's answer is shown.
+async function showLegend() {
+  const args = doseArgs();
+  const asked = (state.legends += 1);
+  let isodoses = [];
+  let units = "Gy";
+  if (args.isodoses) {
+    try {
+      const url = `${viewerApi(state.seriesId, `/reslice/${state.plane}`)}?${query({ format: "json", ...args })}`;
+      const dose = (await getJson(url)).Layers.RtDose;
+      isodoses = dose.Isodoses;
+      if (dose.Units && dose.Units !== "GY") units = dose.Units;
+    } catch {
+      isodoses = []; // the views say what went wrong
+    }
   }
-  return args;
+  if (asked !== state.legends) return;
+  const short = (value) => String(Number(value.toFixed(1)));
+  $("#isodose-legend").replaceChildren(...isodoses.map(({ Level, Percent, Color }) => el("li", null, swatch(Color),
+    `${short(Level)} ${units}${Percent === null ? "" : ` (${short(Percent)}%)`}`)));
+  $("#isodose-legend").hidden = !isodoses.length;
 }
 
 // A structure's centroid in patient mm: each closed planar contour weighs by its area (slices are equally thick),
@@ -162,7 +206,9 @@ async function findLayers(seriesId, frame, studySeries) {
 
 // Fill the panel for a series shown with reslices; onChange() redraws the views, onJump(point) moves them.
 export async function openLayers({ series, studySeries, onChange, onJump }) {
-  Object.assign(state, { seriesId: series.id, onChange, overlay: null, structure: null, dose: null });
+  Object.assign(state, { seriesId: series.id, onChange, overlay: null, structure: null, dose: null,
+    plane: acquisitionPlane(series.volume) });
+  $("#overlay-window").hidden = true;
   const frame = series.volume.FrameOfReferenceUID;
   if (frame) await findLayers(series.id, frame, studySeries);
   $("#layers").hidden = !(state.overlays.length + state.structures.length + state.doses.length); // no room taken
@@ -179,6 +225,7 @@ export async function openLayers({ series, studySeries, onChange, onJump }) {
   options($("#rtdose"), state.doses, (dose) => [dose.DoseSummationType, dose.DoseType, dose.DoseUnits]
     .filter(Boolean).join(" ") || dose.SOPInstanceUID);
   state.dose = state.doses[0] ?? null;
+  showLegend();
   $("#layers").dataset.ready = "true";
   if (state.structure) onChange();
 }
@@ -186,11 +233,30 @@ export async function openLayers({ series, studySeries, onChange, onJump }) {
 // The panel's controls, wired once; listRois wires the ROI rows it makes.
 export function wireLayers(onJump) {
   const changed = () => state.onChange();
+  const doseChanged = () => {
+    changed();
+    showLegend();
+  };
   $("#fusion").addEventListener("change", () => {
     state.overlay = state.overlays.find((v) => v.ID === $("#fusion").value) ?? null;
     for (const node of document.querySelectorAll('[data-field="overlay-value"]')) node.textContent = "";
+    $("#overlay-window").hidden = !state.overlay;
+    if (state.overlay) { // its default window, as lower and upper bounds in its units
+      const { Center: center, Width: width } = state.overlay.DefaultWindow;
+      $("#overlay-units").textContent = state.overlay.Units;
+      $("#overlay-low").value = Number((center - width / 2).toPrecision(4));
+      $("#overlay-high").value = Number((center + width / 2).toPrecision(4));
+      for (const id of ["#overlay-low", "#overlay-high"]) $(id).setAttribute("aria-invalid", "false");
+    }
     changed();
   });
+  for (const id of ["#overlay-low", "#overlay-high"]) {
+    $(id).addEventListener("change", () => {
+      const valid = overlayWindow() !== null;
+      for (const bound of ["#overlay-low", "#overlay-high"]) $(bound).setAttribute("aria-invalid", String(!valid));
+      if (valid) changed();
+    });
+  }
   $("#rtstruct").addEventListener("change", () => {
     state.structure = state.structures.find((set) => set.ID === $("#rtstruct").value) ?? null;
     listRois(onJump);
@@ -198,14 +264,16 @@ export function wireLayers(onJump) {
   });
   $("#rtdose").addEventListener("change", () => {
     state.dose = state.doses.find((dose) => dose.ID === $("#rtdose").value) ?? null;
-    changed();
+    doseChanged();
   });
-  $("#isodose-levels").addEventListener("change", () => {
-    const valid = LEVELS.test($("#isodose-levels").value);
-    $("#isodose-levels").setAttribute("aria-invalid", String(!valid));
-    if (valid) changed();
-  });
-  for (const id of ["#colormap", "#opacity", "#isodoses", "#dosewash"]) $(id).addEventListener("change", changed);
+  for (const [id, valid] of [["#isodose-levels", (text) => LEVELS.test(text)], ["#prescription", prescriptionValid]]) {
+    $(id).addEventListener("change", () => {
+      $(id).setAttribute("aria-invalid", String(!valid($(id).value)));
+      if (valid($(id).value)) doseChanged();
+    });
+  }
+  for (const id of ["#colormap", "#opacity", "#dosewash"]) $(id).addEventListener("change", changed);
+  $("#isodoses").addEventListener("change", doseChanged);
 }
 
 // The fused series' value at the pointer, in a corner of the view (and data-overlay-value): one request at a time,

@@ -31,6 +31,7 @@ async function listSeries(studyId, current) {
     const link = document.createElement("a");
     link.href = `?${new URLSearchParams({ study: studyId, series: series.ID })}`;
     link.setAttribute("aria-current", String(series.ID === current));
+    link.addEventListener("click", (event) => putInCell(event, series.ID));
     const count = document.createElement("div");
     count.className = "muted";
     count.textContent = `${tag(series, "Modality")} · ${series.Instances.length} instance(s)`;
@@ -155,6 +156,27 @@ async function openSeries(seriesId) {
 async function showGrid(layout) {
   const others = (state.studySeries || []).map((series) => series.ID).filter((id) => id !== state.series.id);
   show(await gridCells({ info: state.series, stack: state.stack }, others, GRIDS[layout], loadSeries), layout);
+}
+
+// A series clicked in the list while a grid is shown goes into the active cell instead of opening the page
+// (a modifier key still opens the link); the other cells stay. A series without a volume (RT...) is refused.
+async function putInCell(event, seriesId) {
+  const layout = $("#views").dataset.layout;
+  if (!(layout in GRIDS) || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  event.preventDefault();
+  let chosen;
+  try {
+    chosen = seriesId === state.series.id ? { info: state.series, stack: state.stack } : await loadSeries(seriesId);
+  } catch (error) {
+    status(`This series cannot be shown in a cell: ${error.message}`, true);
+    return;
+  }
+  if ($("#views").dataset.layout !== layout) return; // the layout changed meanwhile
+  const at = Math.max(0, state.views.indexOf(state.active));
+  const cells = state.views.map((view) => ({ series: view.series, source: view.source, slot: view.slot }));
+  cells[at] = { series: chosen.info, source: chosen.stack };
+  show(cells, layout);
+  activate(state.views[at]);
 }
 
 // MPR needs the volume in space; the API's 409 says why a series cannot (no geometry, a single slice).
