@@ -250,3 +250,20 @@ def test_orthanc_web_viewer_address_redirects(ct: tuple[ServerProcess, str], bro
     page.goto(f"{server.url}/web-viewer/app/viewer.html?series={series}")
     page.wait_for_selector('.viewport[data-plane="axial"][data-window]')
     assert page.url == f"{server.url}/viewer/?series={series}"
+
+
+def test_study_and_series_by_dicom_uid(ct: tuple[ServerProcess, str], browser_page: Callable) -> None:
+    """?study=UID&series=UID, as a RIS or a worklist launches a viewer: the same series as by its id."""
+    server, series = ct
+    tags = server.get(f"/series/{series}").json()
+    study_uid = server.get(f"/studies/{tags['ParentStudy']}").json()["MainDicomTags"]["StudyInstanceUID"]
+    series_uid = tags["MainDicomTags"]["SeriesInstanceUID"]
+    page = browser_page()
+    page.goto(f"{server.url}/viewer/?study={study_uid}&series={series_uid}")
+    page.wait_for_selector('.viewport[data-plane="axial"][data-window]')
+    assert page.get_attribute('#series-list a[aria-current="true"]', "href") == (
+        f"?study={tags['ParentStudy']}&series={series}"
+    )
+    page.goto(f"{server.url}/viewer/?series=1.2.3.4.5")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('1.2.3.4.5')")
+    assert "Unknown series" in page.inner_text("#status")

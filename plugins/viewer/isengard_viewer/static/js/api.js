@@ -10,10 +10,10 @@ export class ApiError extends Error {
   }
 }
 
-async function request(url) {
+async function request(url, options = {}) {
   let response;
   try {
-    response = await fetch(url, { credentials: "same-origin" });
+    response = await fetch(url, { credentials: "same-origin", ...options });
   } catch (error) {
     throw new ApiError(0, null, `${url} (${error.message})`);
   }
@@ -26,6 +26,17 @@ async function request(url) {
 
 export async function getJson(url) {
   return (await request(url)).json();
+}
+
+// The Orthanc id of a resource given by its DICOM UID (or already by its id): POST /tools/lookup.
+const ORTHANC_ID = /^[0-9a-f]{8}(-[0-9a-f]{8}){4}$/;
+
+export async function orthancId(value, type) {
+  if (ORTHANC_ID.test(value)) return value;
+  const found = await (await request(rest("/tools/lookup"), { method: "POST", body: value })).json();
+  const match = found.find((item) => item.Type === type);
+  if (!match) throw new ApiError(404, { Message: "Unknown resource", Details: `No ${type.toLowerCase()} ${value}` }, value);
+  return match.ID;
 }
 
 // A binary answer (a plane's float32 values as .npy).

@@ -1,6 +1,6 @@
 // The viewer page: ?series={id} shows a series (stack, or MPR 1x3 with a crosshair), ?study={id} lists the
 // study's series to pick from. Every request is relative to /viewer/ (see api.js).
-import { ApiError, getJson, rest, viewerApi } from "./api.js";
+import { ApiError, getJson, orthancId, rest, viewerApi } from "./api.js";
 import { acquisitionPlane, dot } from "./geometry.js";
 import { attachLayers, openLayers, wireLayers } from "./layers.js";
 import { GRIDS, ObliqueSource, gridCells, slabArgs, volumeCenter, wireSlab } from "./layout.js";
@@ -308,13 +308,16 @@ function wireToolbar() {
 async function main() {
   wireToolbar();
   wireLayers(jumpTo);
-  const seriesId = params.get("series");
+  let seriesId = params.get("series");
   let studyId = params.get("study");
   try {
     if (!seriesId && !studyId) {
       status("Give a series (?series={id}) or a study (?study={id}) in the address.", true);
       return;
     }
+    // Orthanc ids, or DICOM UIDs as viewers launched from a RIS or a worklist give them (?study=UID&series=UID)
+    if (seriesId) seriesId = await orthancId(seriesId, "Series");
+    if (studyId) studyId = await orthancId(studyId, "Study");
     if (!studyId) studyId = (await getJson(rest(`/series/${encodeURIComponent(seriesId)}`))).ParentStudy;
     const studySeries = await listSeries(studyId, seriesId);
     if (seriesId) await openSeries(seriesId);
