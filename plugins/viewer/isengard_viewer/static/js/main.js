@@ -278,6 +278,9 @@ function wireToolbar() {
   $("#zoom-in").addEventListener("click", () => zoomActive(1.25));
   $("#zoom-out").addEventListener("click", () => zoomActive(0.8));
   $("#fit").addEventListener("click", () => state.active?.fit());
+  for (const button of document.querySelectorAll("[data-turn]")) {
+    button.addEventListener("click", () => state.active?.turn(button.dataset.turn));
+  }
   $("#clear-measurements").addEventListener("click", () => {
     for (const view of state.views) view.measurements.length = 0; // the series' shared list
     for (const view of state.views) view.draw();

@@ -1,6 +1,7 @@
-// One view: a canvas showing a slot (slice or position) of a source, with its window, zoom and pan, the overlays
-// in its corners, orientation markers, length measurements and the MPR crosshair. What it shows is published on
-// the element (data-index, data-position, data-window, data-view, data-length), for scripts and tests.
+// One view: a canvas showing a slot (slice or position) of a source, with its window, zoom, pan, rotation and flip,
+// the overlays in its corners, orientation markers, length measurements and the MPR crosshair. What it shows is
+// published on the element (data-index, data-position, data-window, data-view, data-transform, data-rotation,
+// data-flip, data-length), for scripts and tests.
 import { prefetch } from "./cache.js";
 import { orientationMarkers, toPatient, toPicture } from "./geometry.js";
 import { drawReferenceLines } from "./layout.js";
@@ -24,6 +25,24 @@ const field = (name) => {
 
 const round = (value) => String(Math.round(value * 10) / 10);
 
+// Turns and mirrors of the screen, as the 2×2 part [a, b, c, d] of a canvas matrix (x' = a·x + c·y, y' = b·x + d·y;
+// y points down, so "right" is clockwise).
+const SCREEN_TURNS = { right: [0, 1, -1, 0], left: [0, -1, 1, 0], h: [-1, 0, 0, 1], v: [1, 0, 0, -1] };
+
+// compose(o, m): the matrix that applies m, then o.
+const compose = ([oa, ob, oc, od], [a, b, c, d]) => [oa * a + oc * b, ob * a + od * b, oa * c + oc * d,
+  ob * c + od * d];
+
+// An orientation as published: the picture mirrored in its own axes (none, h: left-right, v: top-bottom), then
+// turned clockwise by 0, 90, 180 or 270 degrees (a mirror and a half turn being the other mirror, v comes with 0
+// or 90).
+function describe([a, b, c, d]) {
+  const mirrored = a * d - b * c < 0;
+  const degrees = (Math.round((Math.atan2(mirrored ? -b : b, mirrored ? -a : a) * 180) / Math.PI) + 360) % 360;
+  if (!mirrored) return { rotation: degrees, flip: "none" };
+  return degrees >= 180 ? { rotation: degrees - 180, flip: "v" } : { rotation: degrees, flip: "h" };
+}
+
 export class Viewport {
   // options: {source, header: {corner lines}, units, sensitivity, tool(): current tool, onCrosshair(point), onActivate()}
   constructor(options) {
@@ -31,6 +50,7 @@ export class Viewport {
     this.slot = { index: Math.floor(this.source.count / 2) };
     this.zoom = 1;
     this.pan = [0, 0];
+    this.orientation = [1, 0, 0, 1]; // picture axes to screen axes (SCREEN_TURNS); a new view starts unturned
     this.invert = false;
     this.measurements ??= []; // shared by the views of a series (tools.js)
     this.onMeasured ??= () => this.draw();
@@ -130,20 +150,36 @@ export class Viewport {
     this.note.textContent = text || "";
   }
 
-  // Screen (CSS px in the canvas) = offset + scale · picture coordinates.
+  // Screen (CSS px in the canvas) = stage centre + pan + scale · orientation · (picture point − picture centre), as
+  // a canvas matrix: x = a·u + c·v + e, y = b·u + d·v + f. Unturned, (e, f) is where the picture's corner (0, 0) is.
   transform() {
     const width = this.stage.clientWidth;
     const height = this.stage.clientHeight;
-    const fit = Math.min(width / this.bitmap.width, height / this.bitmap.height);
-    const scale = fit * this.zoom;
-    return { scale, x: (width - this.bitmap.width * scale) / 2 + this.pan[0],
-      y: (height - this.bitmap.height * scale) / 2 + this.pan[1] };
+    const [a, b, c, d] = this.orientation;
+    const { width: w, height: h } = this.bitmap;
+    const [across, down] = a === 0 ? [h, w] : [w, h]; // a quarter turn shows the picture's width up and down
+    const scale = Math.min(width / across, height / down) * this.zoom;
+    return { scale, a: a * scale, b: b * scale, c: c * scale, d: d * scale,
+      e: width / 2 + this.pan[0] - (scale * (a * w + c * h)) / 2,
+      f: height / 2 + this.pan[1] - (scale * (b * w + d * h)) / 2 };
   }
 
-  toPicture(event) {
+  // The picture point at a page point (the transform's inverse: its 2×2 part is scale × a rotation or mirror).
+  toPicture(event, t = this.transform()) {
     const box = this.canvas.getBoundingClientRect();
-    const t = this.transform();
-    return [(event.clientX - box.left - t.x) / t.scale, (event.clientY - box.top - t.y) / t.scale];
+    const x = event.clientX - box.left - t.e;
+    const y = event.clientY - box.top - t.f;
+    const square = t.scale * t.scale;
+    return [(t.a * x + t.b * y) / square, (t.c * x + t.d * y) / square];
+  }
+
+  // Rotate ("left", "right": a quarter turn) or flip ("h", "v") what is on screen, about the view's centre; the
+  // picture is not asked for again.
+  turn(how) {
+    const o = SCREEN_TURNS[how];
+    this.orientation = compose(o, this.orientation);
+    this.pan = [o[0] * this.pan[0] + o[2] * this.pan[1], o[1] * this.pan[0] + o[3] * this.pan[1]];
+    this.draw();
   }
 
   draw() {
@@ -161,9 +197,11 @@ export class Viewport {
     if (!this.bitmap) return;
     const t = this.transform();
     ctx.filter = this.invert ? "invert(1)" : "none";
-    ctx.drawImage(this.bitmap, t.x, t.y, this.bitmap.width * t.scale, this.bitmap.height * t.scale);
+    ctx.transform(t.a, t.b, t.c, t.d, t.e, t.f);
+    ctx.drawImage(this.bitmap, 0, 0);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0); // the overlays are drawn upright, at their points' screen places
     ctx.filter = "none";
-    const screen = ([u, v]) => [t.x + u * t.scale, t.y + v * t.scale];
+    const screen = ([u, v]) => [t.a * u + t.c * v + t.e, t.b * u + t.d * v + t.f];
     drawReferenceLines(this, ctx, screen); // under the crosshair, which lies on them while the views follow it
     if (this.crosshair && this.plane) {
       const [cx, cy] = screen(toPicture(this.plane, this.crosshair));
@@ -182,13 +220,18 @@ export class Viewport {
     const data = this.element.dataset;
     const index = slot?.index ?? this.source.nearestIndex(slot?.position);
     data.index = index;
-    data.view = `${t.scale},${t.x},${t.y}`;
+    data.view = `${t.scale},${t.e},${t.f}`;
+    data.transform = [t.a, t.b, t.c, t.d, t.e, t.f].join(",");
+    Object.assign(data, describe(this.orientation));
     this.slider.value = index;
     this.fields.slice.textContent = `Slice ${index + 1} / ${this.source.count}`;
     if (this.plane) {
       data.position = this.plane.Position;
       this.fields.position.textContent = `Position ${round(this.plane.Position)} mm`;
-      const markers = orientationMarkers(this.plane);
+      // the patient directions of the screen's right and down: the orientation's rows (its inverse is its transpose)
+      const [a, b, c, d] = this.orientation;
+      const along = (p, q) => this.plane.RowDirection.map((row, n) => p * row + q * this.plane.ColumnDirection[n]);
+      const markers = orientationMarkers({ RowDirection: along(a, c), ColumnDirection: along(b, d) });
       for (const [side, node] of Object.entries(this.markers)) node.textContent = markers[side];
     } else {
       delete data.position;
@@ -204,15 +247,13 @@ export class Viewport {
 
   zoomAt(factor, clientX, clientY) {
     if (!this.bitmap) return;
-    const box = this.canvas.getBoundingClientRect();
-    const sx = clientX - box.left;
-    const sy = clientY - box.top;
-    const before = this.transform();
-    const u = (sx - before.x) / before.scale;
-    const v = (sy - before.y) / before.scale;
+    const [u, v] = this.toPicture({ clientX, clientY });
     this.zoom = Math.min(40, Math.max(0.1, this.zoom * factor));
     const after = this.transform();
-    this.pan = [this.pan[0] + sx - (after.x + u * after.scale), this.pan[1] + sy - (after.y + v * after.scale)];
+    const [x, y] = this.toPicture({ clientX, clientY }, after);
+    // the picture point that was under the pointer goes back under it
+    this.pan = [this.pan[0] + after.a * (x - u) + after.c * (y - v),
+      this.pan[1] + after.b * (x - u) + after.d * (y - v)];
     this.draw();
   }
 
