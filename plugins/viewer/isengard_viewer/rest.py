@@ -4,6 +4,10 @@ over a reslice (another volume fused, RT structures, RT dose) and an RT Structur
 Errors are Orthanc's JSON bodies: 404 for an unknown series, 400 for a bad argument, 409 when the series cannot do
 what is asked (no geometry, a single slice, a layer in another frame of reference), 415 when its pixels are not
 grey levels.
+
+A series whose volume is not loaded yet is described from its headers, and a plane lying in one of its slices is
+answered from that slice's file while the volume loads in the background: the first picture of a long series does
+not wait for all its files (docs/viewer.md, "Volume").
 """
 
 from __future__ import annotations
@@ -22,15 +26,28 @@ from isengard.rest.common import answer, context, flag, get_resource, int_arg
 
 from .colormaps import COLORMAPS
 from .layers import Dose, Fusion, Layers, Sampling, Structures, render
-from .reslice import PLANES, PRESETS, PlaneRequest, make_plane, require_geometry, reslice, sample, windowed
+from .reslice import (
+    PLANES,
+    PRESETS,
+    Plane,
+    PlaneRequest,
+    make_plane,
+    on_slice,
+    require_geometry,
+    reslice,
+    reslice_slice,
+    sample,
+    windowed,
+)
 from .rtdose import dose_volume
 from .rtstruct import structure_set
 from .settings import APP_KEY, ViewerSettings
-from .volume import Volume, VolumeCache, series_volume
+from .volume import Volume, VolumeCache, VolumeHeader, decode_slice, prefetch_volume, series_header, series_volume
 
 bp = Blueprint("viewer", __name__)
 MODES = ("mip", "minip", "mean")
 FORMATS = ("png", "jpeg", "json", "npy")
+LAYERS = ("overlay", "rtstruct", "rtdose")
 
 
 def _bad(details: str) -> OrthancError:
@@ -71,7 +88,16 @@ async def _volume(series: Resource | str) -> Volume:
     return await series_volume(context(), cache, series, settings.threads)
 
 
-def _window(volume: Volume, name: str = "window") -> tuple[float, float]:
+async def _header(series: Resource) -> VolumeHeader:
+    """The series' volume if it is loaded, else its headers; the volume when the headers lack what is asked:
+    the default window of files that have none is computed from all the values."""
+    header = await series_header(context(), current_app.config[APP_KEY][1], series)
+    if header.window is None and not isinstance(header, Volume):
+        return await _volume(series)
+    return header
+
+
+def _window(volume: VolumeHeader, name: str = "window") -> tuple[float, float]:
     """``window=C,W`` (or another argument's name), else ``preset=NAME``, else the volume's default window."""
     given = _numbers(name, 2)
     if given is not None:
@@ -82,6 +108,7 @@ def _window(volume: Volume, name: str = "window") -> tuple[float, float]:
             raise _bad(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
         center, width = PRESETS[preset]
     else:
+        assert volume.window is not None  # see _header
         center, width = volume.window
     if width <= 0:
         raise _bad(f"the width of {name!r} must be positive")
@@ -185,8 +212,30 @@ async def _layers(volume: Volume, sampling: Sampling) -> Layers:
 
 @bp.get("/viewer/api/series/<series_id>/volume")
 async def volume_info(series_id: str) -> Response:
-    """Size, spacing, origin and directions of the volume, its units, default window and problems."""
-    return answer((await _volume(series_id)).describe())
+    """Size, spacing, origin and directions of the volume, its units, default window and problems; from the headers
+    alone (``Range`` null) while a volume of ``ProgressiveSize`` or more is not loaded."""
+    series = await get_resource(ResourceType.SERIES, series_id)
+    settings, _ = current_app.config[APP_KEY]
+    header = await _header(series)
+    if not isinstance(header, Volume) and header.nbytes < settings.progressive_bytes:
+        header = await _volume(series)
+    return answer(header.describe())
+
+
+@bp.get("/viewer/api/cache")
+async def cache_status() -> Response:
+    """The volumes in memory, those being loaded, and how many loads there have been."""
+    return answer(current_app.config[APP_KEY][1].describe())
+
+
+async def _from_slice(series: Resource, header: VolumeHeader, slot: int, plane: Plane, linear: bool) -> np.ndarray:
+    """A plane lying in one slice of a series whose volume is not loaded: that slice decoded from its file; the
+    volume is then loaded in the background, once."""
+    settings, cache = current_app.config[APP_KEY]
+    pixels = await decode_slice(context(), header, slot)
+    values = await asyncio.to_thread(reslice_slice, header, pixels, slot, plane, linear=linear)
+    prefetch_volume(context(), cache, series, header, settings.threads)
+    return values
 
 
 @bp.get("/viewer/api/series/<series_id>/reslice/<plane>")
@@ -214,16 +263,24 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
         up=_numbers("up", 3),
         center=_numbers("center", 3),
     )
-    volume = await _volume(series)
-    window = _window(volume)
-    geometry = make_plane(volume, wanted)
-    layers = await _layers(volume, Sampling(slab, mode, linear)) if fmt != "npy" else Layers()
-    if fmt == "json":
-        described = {**geometry.describe(), "Plane": plane, "Units": volume.units}
-        if layers:
+    layered = fmt != "npy" and any(request.args.get(name) for name in LAYERS)
+    header = await _volume(series) if layered else await _header(series)
+    window = _window(header)
+    geometry = make_plane(header, wanted)
+    if fmt == "json" and not layered:
+        return answer({**geometry.describe(), "Plane": plane, "Units": header.units})
+    slot = None if isinstance(header, Volume) or slab else on_slice(header, geometry)
+    if slot is not None:
+        values = await _from_slice(series, header, slot, geometry, linear)
+        layers = Layers()
+    else:
+        volume = header if isinstance(header, Volume) else await _volume(series)
+        layers = await _layers(volume, Sampling(slab, mode, linear)) if layered else Layers()
+        if fmt == "json":
+            described = {**geometry.describe(), "Plane": plane, "Units": volume.units}
             described["Layers"] = (await asyncio.to_thread(render, layers, volume, geometry, None))[1]
-        return answer(described)
-    values = await asyncio.to_thread(reslice, volume, geometry, slab=slab, mode=mode, linear=linear)
+            return answer(described)
+        values = await asyncio.to_thread(reslice, volume, geometry, slab=slab, mode=mode, linear=linear)
     if fmt == "npy":
         return Response(
             await asyncio.to_thread(npy_file, values, compress=False), content_type="application/octet-stream"
