@@ -160,6 +160,10 @@ class ServerProcess:
             "StableAge": 2,
         }
         self.config.update(config or {})
+        #: Ports this object chose (free_port): another process may take one before the server binds it, the
+        #: more so with several test workers; a first start then tries other ones.
+        self._chosen_ports = [key for key in ("HttpPort", "DicomPort") if key not in (config or {})]
+        self._started = False
         plugin = _index_plugin_testing()
         if plugin is not None:
             for key, value in plugin.server_config(str(self.config["IndexDirectory"])).items():
@@ -184,6 +188,19 @@ class ServerProcess:
         return self.workdir / "server.log"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                break
+            except RuntimeError as e:
+                stolen = "Address already in use" in str(e) and self._chosen_ports and not self._started
+                if not stolen or attempt == 2:
+                    raise
+                self.config.update({key: free_port() for key in self._chosen_ports})
+        self._started = True
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         config_path = self.workdir / "config.json"
         config_path.write_text(json.dumps(self.config, indent=2))
         env = {**os.environ, **self.env}
@@ -201,7 +218,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             try:
                 if httpx.get(self.url + "/system", auth=self.auth, verify=False, timeout=1).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)

@@ -113,12 +113,19 @@ class SqliteIndex(JobsMixin, LogsMixin):
         schema.configure_connection(self._inline)
 
     def _create_schema(self) -> None:
-        with self.engine.begin() as conn:
-            schema.metadata_obj.create_all(conn)
-            conn.execute(
-                text("INSERT OR IGNORE INTO properties (name, value) VALUES ('SchemaVersion', :v)"),
-                {"v": schema.SCHEMA_VERSION},
-            )
+        """As a writer (BEGIN IMMEDIATE): a deferred transaction would read the tables first, then fail at once
+        with "database is locked" if another server on the same file wrote meanwhile (it happened in CI)."""
+        with self.engine.connect() as conn:
+            conn.info[WRITER] = True  # the pool keeps the connection (and its info) for readers afterwards
+            try:
+                with conn.begin():
+                    schema.metadata_obj.create_all(conn)
+                    conn.execute(
+                        text("INSERT OR IGNORE INTO properties (name, value) VALUES ('SchemaVersion', :v)"),
+                        {"v": schema.SCHEMA_VERSION},
+                    )
+            finally:
+                del conn.info[WRITER]
 
     async def stop(self) -> None:
         self._inline.close()
