@@ -5,7 +5,8 @@ Errors are Orthanc's JSON bodies: 404 for an unknown series, 400 for a bad argum
 what is asked (no geometry, a single slice, a layer in another frame of reference), 415 when its pixels are not
 grey levels.
 
-A series whose volume is not loaded yet is described from its headers, and a plane lying in one of its slices is
+A series whose volume is not loaded yet is described from its headers (provisionally from the index and one
+header when that is safe), and a plane lying in one of its slices is
 answered from that slice's file while the volume loads in the background: the first picture of a long series does
 not wait for all its files (docs/viewer.md, "Volume").
 """
@@ -42,7 +43,17 @@ from .reslice import (
 from .rtdose import dose_volume
 from .rtstruct import structure_set
 from .settings import APP_KEY, ViewerSettings
-from .volume import Volume, VolumeCache, VolumeHeader, decode_slice, prefetch_volume, series_header, series_volume
+from .volume import (
+    HeaderMismatch,
+    Volume,
+    VolumeCache,
+    VolumeHeader,
+    decode_slice,
+    prefetch_volume,
+    series_exact_header,
+    series_header,
+    series_volume,
+)
 
 bp = Blueprint("viewer", __name__)
 MODES = ("mip", "minip", "mean")
@@ -271,7 +282,13 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
         return answer({**geometry.describe(), "Plane": plane, "Units": header.units})
     slot = None if isinstance(header, Volume) or slab else on_slice(header, geometry)
     if slot is not None:
-        values = await _from_slice(series, header, slot, geometry, linear)
+        try:
+            values = await _from_slice(series, header, slot, geometry, linear)
+        except HeaderMismatch:
+            # The slice's file is not what the index and one header said: every header is read, replaces the
+            # provisional header, and answers this request again.
+            await series_exact_header(context(), current_app.config[APP_KEY][1], series)
+            return await reslice_picture(series_id, plane)
         layers = Layers()
     else:
         volume = header if isinstance(header, Volume) else await _volume(series)

@@ -7,6 +7,9 @@ syntax the kernel renders) straight into the volume: nothing but the volume and 
 The headers alone (a ``VolumeHeader``, cached apart from the volumes) place every slice and give the units and the
 files' window, so a series' description and its slices on the acquisition plane need not wait for the whole volume:
 one slice is decoded from its own file, by the same steps as in the volume, while the volume loads in the background.
+Of a regular series the header is first provisional: the stack ordered from the index's main tags and one header
+read (``read_provisional_header``), checked against each slice's own file when it is decoded, and replaced once every
+header has been read in the background.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import datetime
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,16 +26,24 @@ from pydicom.dataset import Dataset
 
 from isengard.context import ServerContext
 from isengard.dicom.imaging import decode_frame, open_dataset
+from isengard.dicom.imaging import first_number as number
 from isengard.errors import ErrorCode, OrthancError
 from isengard.model import Resource, ResourceType
 
-from .geometry import FrameHeader, Geometry, Stack, assemble, frames_of
+from .geometry import FrameHeader, Geometry, Stack, assemble, floats, frames_of
 from .suv import acquisition_time, suv_factor
 
 #: How many values a computed window looks at, at most.
 _WINDOW_SAMPLES = 1 << 20
 #: How many headers are read at once (each is a small read of the storage, then a parse in a worker thread).
 _HEADER_READS = 8
+#: The problems a provisional stack may have: those of the positions alone, which the index holds.
+_PROVISIONAL_PROBLEMS = frozenset({"NonUniformSpacing", "GantryTilt"})
+
+
+class HeaderMismatch(Exception):
+    """A slice's own file is not what the provisional header (the index and one header) said: its request is
+    answered again from every header."""
 
 
 @dataclass(kw_only=True)
@@ -47,6 +58,7 @@ class VolumeHeader:
     modality: str
     frame_of_reference: str | None
     factor: float = 1.0  # rescaled values times this are in ``units`` (SUVbw of a PET)
+    provisional: bool = False  # from the index and one header (``read_provisional_header``), not every header
 
     @property
     def geometry(self) -> Geometry | None:
@@ -108,12 +120,9 @@ class Volume(VolumeHeader):
         }
 
 
-async def read_volume_header(context: ServerContext, series: Resource) -> VolumeHeader:
-    """Read the headers of a series (no pixel data), ``_HEADER_READS`` at a time, and order its frames into a
+async def read_volume_header(context: ServerContext, series: Resource, instances: list[Resource]) -> VolumeHeader:
+    """Read every header of a series (no pixel data), ``_HEADER_READS`` at a time, and order its frames into a
     stack (in a worker thread: half a millisecond a file, 500 files would hold the event loop)."""
-    instances = await context.index.get_resources(ResourceType.INSTANCE, series.children)
-    if not instances:
-        raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Series {series.public_id} has no instance")
     limit = asyncio.Semaphore(_HEADER_READS)
 
     async def read(instance: Resource) -> tuple[str, Dataset, bool]:
@@ -137,7 +146,13 @@ def _volume_header(series_id: str, headers: list[tuple[str, Dataset, bool]]) -> 
             acquisitions.append(moment)
     if first is None or not frames:
         raise OrthancError(ErrorCode.INCOMPATIBLE_IMAGE_FORMAT, f"Series {series_id} has no image", http_status=415)
-    stack = assemble(frames)
+    return _labelled(series_id, first, assemble(frames), acquisitions)
+
+
+def _labelled(
+    series_id: str, first: Dataset, stack: Stack, acquisitions: list[datetime.datetime], provisional: bool = False
+) -> VolumeHeader:
+    """The header of a stack: units, window and SUV factor from ``first`` (and the acquisition times)."""
     modality = str(first.get("Modality", "")).strip().upper()
     units = "HU" if modality == "CT" else str(first.get("RescaleType", "") or "").strip() or "US"
     window = next((f.window for f in stack.frames if f.window), None)
@@ -158,7 +173,107 @@ def _volume_header(series_id: str, headers: list[tuple[str, Dataset, bool]]) -> 
         modality=modality,
         frame_of_reference=str(first.get("FrameOfReferenceUID", "")) or None,
         factor=factor,
+        provisional=provisional,
     )
+
+
+def _indexed_floats(value: str | None, count: int) -> np.ndarray | None:
+    """A multi-valued main tag of the index (``-125.0\\-120.5\\-300``), as ``floats`` reads the file's."""
+    return floats(value.split("\\"), count) if value else None
+
+
+def _indexed_frames(instances: list[Resource]) -> list[FrameHeader] | None:
+    """One frame per instance, placed by the main tags of the index (no size, spacing nor rescale yet), or None
+    when an instance is multi-frame or lacks its position or orientation there."""
+    frames = []
+    for instance in instances:
+        tags = instance.main_tags
+        position = _indexed_floats(tags.get("ImagePositionPatient"), 3)
+        orientation = _indexed_floats(tags.get("ImageOrientationPatient"), 6)
+        if position is None or orientation is None or (number(tags.get("NumberOfFrames")) or 1) != 1:
+            return None
+        order = (int(number(tags.get("InstanceNumber")) or 0), 0)
+        frames.append(
+            FrameHeader(
+                instance_id=instance.public_id,
+                frame=0,
+                rows=0,
+                columns=0,
+                position=position,
+                orientation=orientation,
+                pixel_spacing=None,
+                slice_spacing=None,
+                slope=1.0,
+                intercept=0.0,
+                window=None,
+                localizer=False,
+                order=order,
+            )
+        )
+    return frames
+
+
+def _same_place(frame: FrameHeader, other: FrameHeader) -> bool:
+    """Whether a file's own frame is where, and of the size and kind, the provisional stack put it."""
+    return (frame.rows, frame.columns, frame.localizer) == (other.rows, other.columns, other.localizer) and all(
+        a is not None and b is not None and np.array_equal(a, b)
+        for a, b in (
+            (frame.position, other.position),
+            (frame.orientation, other.orientation),
+            (frame.pixel_spacing, other.pixel_spacing),
+        )
+    )
+
+
+async def read_provisional_header(
+    context: ServerContext, series: Resource, instances: list[Resource]
+) -> tuple[VolumeHeader | None, int]:
+    """The stack from the index's main tags and the header of its first slice alone, or None when that could be
+    wrong in a way the slices' own files would not reveal; with the number of headers read (0 or 1).
+
+    Every instance must be single-frame with its position and orientation in the index, in one orientation, at
+    distinct positions. What only the other headers know (their size, spacing, ImageType, rescale) is taken from
+    each slice's file when it is decoded, a slice that disagrees sending its request to the exact header (every
+    header read, ``VolumeCache.exact``), which then replaces this one. A PET whose SUV factor depends on the
+    acquisition times of every slice (DecayCorrection START) is not answered from one header.
+    """
+    indexed = _indexed_frames(instances)
+    normal = indexed[0].normal if indexed else None
+    if indexed is None or normal is None or len({tuple(np.round(f.orientation, 4)) for f in indexed}) > 1:
+        return None, 0  # the index alone rules it out (several orientations: as ``assemble`` rounds them)
+    first = min(indexed, key=lambda f: (float(f.position @ normal), f.order))  # type: ignore[operator]
+    ds, has_pixels = await context.store.read_header(
+        first.instance_id, known=next(i for i in instances if i.public_id == first.instance_id)
+    )
+    own = frames_of(ds, first.instance_id)
+    if not has_pixels or len(own) != 1 or own[0].localizer or own[0].pixel_spacing is None:
+        return None, 1
+    reference = own[0]
+    if not _same_place(
+        reference, replace(first, rows=reference.rows, columns=reference.columns, pixel_spacing=reference.pixel_spacing)
+    ):
+        return None, 1
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality == "PT" and str(ds.get("DecayCorrection", "")).strip().upper() == "START":
+        return None, 1
+    frames = [
+        reference
+        if f.instance_id == reference.instance_id
+        else replace(
+            reference,
+            instance_id=f.instance_id,
+            position=f.position,
+            orientation=f.orientation,
+            order=f.order,
+            window=None,
+        )
+        for f in indexed
+    ]
+    stack = await asyncio.to_thread(assemble, frames)
+    if any(p["Type"] not in _PROVISIONAL_PROBLEMS for p in stack.problems) or stack.frames[0] is not reference:
+        return None, 1
+    moment = acquisition_time(ds)
+    return _labelled(series.public_id, ds, stack, [moment] if moment else [], provisional=True), 1
 
 
 async def load_volume(context: ServerContext, header: VolumeHeader, threads: int) -> Volume:
@@ -193,14 +308,17 @@ async def load_volume(context: ServerContext, header: VolumeHeader, threads: int
 
 async def decode_slice(context: ServerContext, header: VolumeHeader, slot: int) -> np.ndarray:
     """Slice ``slot`` of the stack as (rows, columns) float32, decoded from its own file by the very steps that
-    fill the volume (rescale, then the factor to the units): the same values, bit for bit."""
+    fill the volume (rescale, then the factor to the units): the same values, bit for bit.
+
+    With a provisional header the slice is rescaled by its file's own slope and intercept, and
+    ``HeaderMismatch`` is raised when the file is not where, of the size or of the kind the header said."""
     frame = header.stack.frames[slot]
     columns, rows, _ = header.size
     values = np.empty((1, rows, columns), np.float32)
     data = await context.store.read_dicom(frame.instance_id)
 
     def decode() -> None:
-        _decode_into(values, data, [(0, frame)])
+        _decode_into(values, data, [(0, frame)], own_header=header.provisional)
         if header.factor != 1.0:
             values[0] *= np.float32(header.factor)
 
@@ -208,10 +326,18 @@ async def decode_slice(context: ServerContext, header: VolumeHeader, slot: int) 
     return values[0]
 
 
-def _decode_into(voxels: np.ndarray, data: bytes, wanted: list[tuple[int, FrameHeader]]) -> None:
-    """Decode the frames of one file that the stack kept, rescaled by their own slope and intercept."""
+def _decode_into(
+    voxels: np.ndarray, data: bytes, wanted: list[tuple[int, FrameHeader]], own_header: bool = False
+) -> None:
+    """Decode the frames of one file that the stack kept, rescaled by their own slope and intercept (read again
+    from the file itself with ``own_header``: the stack's frames were placed without it)."""
     ds = open_dataset(data)
+    own = frames_of(ds, wanted[0][1].instance_id) if own_header else []
     for slot, header in wanted:
+        if own_header:
+            if header.frame >= len(own) or not _same_place(own[header.frame], header):
+                raise HeaderMismatch(f"instance {header.instance_id} is not what the index and one header said")
+            header = own[header.frame]
         frame = decode_frame(ds, header.frame)
         if frame.is_color:
             raise OrthancError(ErrorCode.INCOMPATIBLE_IMAGE_FORMAT, "A colour series is not a volume", http_status=415)
@@ -258,7 +384,9 @@ class VolumeCache:
         self.loads = 0  # volumes loaded since the start: what /viewer/api/cache reports as "Loads"
         self._volumes: OrderedDict[tuple[str, ...], Volume] = OrderedDict()
         self._loading: dict[tuple[str, ...], asyncio.Task[Volume]] = {}
+        self.header_reads = 0  # DICOM headers read since the start: "HeaderReads" of /viewer/api/cache
         self._headers: OrderedDict[tuple[str, ...], asyncio.Task[VolumeHeader]] = OrderedDict()
+        self._exact: OrderedDict[tuple[str, ...], asyncio.Task[VolumeHeader]] = OrderedDict()
 
     def cached(self, key: tuple[str, ...]) -> Volume | None:
         volume = self._volumes.get(key)
@@ -288,27 +416,71 @@ class VolumeCache:
         volume = self.cached(key)
         return volume if volume is not None else await asyncio.shield(self.start(key, load))
 
-    async def header(self, key: tuple[str, ...], read: Callable[[], Awaitable[VolumeHeader]]) -> VolumeHeader:
-        """The cached volume (its header is part of it), else the series' headers, read once per key."""
+    async def header(self, key: tuple[str, ...], read: HeaderReader) -> VolumeHeader:
+        """The cached volume (its header is part of it), else the series' header, read once per key: provisional
+        (the index and one header) when that is safe, until every header has been read (``exact``)."""
         volume = self.cached(key)
         if volume is not None:
             return volume
         task = self._headers.get(key)
         if task is None:
-            for stale in [k for k in self._headers if k[0] == key[0]]:
-                del self._headers[stale]
-            task = asyncio.create_task(read())
-            task.add_done_callback(_retrieve)
-            self._headers[key] = task
-            while len(self._headers) > _HEADERS:
-                self._headers.popitem(last=False)
+            for stale in [k for k in (*self._headers, *self._exact) if k[0] == key[0]]:
+                self._headers.pop(stale, None)
+                self._exact.pop(stale, None)
+            task = self._remember(self._headers, key, self._first_header(read))
         else:
             self._headers.move_to_end(key)
+        return await self._answer(self._headers, key, task)
+
+    async def _first_header(self, read: HeaderReader) -> VolumeHeader:
+        header, reads = await read.provisional()
+        self.header_reads += reads
+        if header is None:
+            self.header_reads += len(read.series.children)
+            return await read.every()
+        return header
+
+    async def exact(self, key: tuple[str, ...], read: HeaderReader) -> VolumeHeader:
+        """The header from every header of the series (read once per key, and then answered by ``header`` too)."""
+        header = await self.header(key, read)
+        if not header.provisional:
+            return header
+        task = self._exact.get(key)
+        if task is None:
+            self.header_reads += len(read.series.children)
+            task = self._remember(self._exact, key, read.every())
+            task.add_done_callback(lambda done: self._settle(key, done))
+        return await self._answer(self._exact, key, task)
+
+    def _settle(self, key: tuple[str, ...], task: asyncio.Task[VolumeHeader]) -> None:
+        """Every header read: it answers from now on in place of the provisional one."""
+        if not task.cancelled() and task.exception() is None and self._exact.get(key) is task:
+            self._remember(self._headers, key, task)
+
+    @staticmethod
+    def _remember(
+        tasks: OrderedDict[tuple[str, ...], asyncio.Task[VolumeHeader]],
+        key: tuple[str, ...],
+        read: Awaitable[VolumeHeader],
+    ) -> asyncio.Task[VolumeHeader]:
+        task = asyncio.ensure_future(read)  # a task given (``_settle``) is the task itself
+        task.add_done_callback(_retrieve)
+        tasks[key] = task
+        while len(tasks) > _HEADERS:
+            tasks.popitem(last=False)
+        return task
+
+    @staticmethod
+    async def _answer(
+        tasks: OrderedDict[tuple[str, ...], asyncio.Task[VolumeHeader]],
+        key: tuple[str, ...],
+        task: asyncio.Task[VolumeHeader],
+    ) -> VolumeHeader:
         try:
             return await asyncio.shield(task)
         except Exception:
-            if self._headers.get(key) is task:
-                del self._headers[key]  # read again next time: the error may not last (a file being stored)
+            if tasks.get(key) is task:
+                del tasks[key]  # read again next time: the error may not last (a file being stored)
             raise
 
     def fits(self, nbytes: int) -> bool:
@@ -331,27 +503,55 @@ class VolumeCache:
             "Volumes": [{"ID": key[0], "Bytes": v.voxels.nbytes} for key, v in self._volumes.items()],
             "Loading": [key[0] for key in self._loading],
             "Loads": self.loads,
+            "HeaderReads": self.header_reads,
         }
 
     def clear(self) -> None:
         self._volumes.clear()
         self._headers.clear()
+        self._exact.clear()
 
 
 def series_key(series: Resource) -> tuple[str, ...]:
     return (series.public_id, series.last_update or "", str(len(series.children)))
 
 
+@dataclass(frozen=True)
+class HeaderReader:
+    """How the header of a series is read: provisionally (None when that is not safe), or from every header."""
+
+    context: ServerContext
+    series: Resource
+
+    async def _instances(self) -> list[Resource]:
+        instances = await self.context.index.get_resources(ResourceType.INSTANCE, self.series.children)
+        if not instances:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Series {self.series.public_id} has no instance")
+        return instances
+
+    async def provisional(self) -> tuple[VolumeHeader | None, int]:
+        return await read_provisional_header(self.context, self.series, await self._instances())
+
+    async def every(self) -> VolumeHeader:
+        return await read_volume_header(self.context, self.series, await self._instances())
+
+
 async def series_header(context: ServerContext, cache: VolumeCache, series: Resource) -> VolumeHeader:
-    """The loaded volume of a series if it is cached, else its headers (read once while the series is unchanged)."""
-    return await cache.header(series_key(series), lambda: read_volume_header(context, series))
+    """The loaded volume of a series if it is cached, else its header (read once while the series is unchanged):
+    provisional until every header has been read."""
+    return await cache.header(series_key(series), HeaderReader(context, series))
+
+
+async def series_exact_header(context: ServerContext, cache: VolumeCache, series: Resource) -> VolumeHeader:
+    """The loaded volume of a series if it is cached, else its header from every header."""
+    return await cache.exact(series_key(series), HeaderReader(context, series))
 
 
 def _loader(
     context: ServerContext, cache: VolumeCache, series: Resource, threads: int
 ) -> Callable[[], Awaitable[Volume]]:
     async def load() -> Volume:
-        return await load_volume(context, await series_header(context, cache, series), threads)
+        return await load_volume(context, await series_exact_header(context, cache, series), threads)
 
     return load
 
@@ -364,7 +564,12 @@ async def series_volume(context: ServerContext, cache: VolumeCache, series: Reso
 def prefetch_volume(
     context: ServerContext, cache: VolumeCache, series: Resource, header: VolumeHeader, threads: int
 ) -> None:
-    """Start loading the volume in the background (once), unless it is cached or could not be kept."""
+    """Start loading the volume in the background (once), unless it is cached; when it could not be kept, read
+    every header at least, so that the provisional header is checked and replaced all the same."""
     key = series_key(series)
-    if cache.cached(key) is None and cache.fits(header.nbytes):
+    if cache.cached(key) is not None:
+        return
+    if cache.fits(header.nbytes):
         cache.start(key, _loader(context, cache, series, threads))
+    elif header.provisional:
+        asyncio.ensure_future(series_exact_header(context, cache, series)).add_done_callback(_retrieve)

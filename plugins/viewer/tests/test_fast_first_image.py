@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,18 @@ def _phantoms() -> dict[str, list[Dataset]]:
         ),
         "rle": _rle(phantom.ct_series(CT, shapes)),
         "pet": pet,
+        "pet-admin": _pet_admin(),
     }
+
+
+def _pet_admin() -> list[Dataset]:
+    """A PET corrected to the administration time (its SUV factor needs one header, not every acquisition time),
+    a slope of its own per slice, and a window."""
+    pet_shapes = phantom.shapes_for(PET, sphere_value=25000.0, cube_value=3000.0, background=3000.0, radius=12.0)
+    datasets = phantom.pet_series(PET, pet_shapes, PetDose(), decay_correction="ADMIN")
+    for ds in datasets:
+        ds.WindowCenter, ds.WindowWidth = "10000", "20000"
+    return datasets
 
 
 def _requests(server: ServerProcess, series_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -177,3 +189,94 @@ def test_a_plane_on_the_slices_grid_is_the_stored_slice(isengard: Any) -> None:
         values = np.load(io.BytesIO(_reslice(server, series_id, "axial", index=17, format="npy")))
         assert values.shape == (64, 80) and np.array_equal(values, expected)
         _loaded(server, series_id)
+
+
+#: What the provisional header (the index and one header) and every header must agree on.
+GEOMETRY = ("Size", "Spacing", "Origin", "Directions", "Slices", "Problems", "Units", "DefaultWindow", "Modality")
+
+
+def _described(server: ServerProcess, series_id: str) -> dict[str, Any]:
+    response = server.get(f"/viewer/api/series/{series_id}/volume")
+    assert response.status_code == 200, response.text
+    return {key: response.json()[key] for key in GEOMETRY}
+
+
+def test_a_cold_series_is_described_from_the_index_and_one_header(isengard: Any) -> None:
+    """/volume of a cold series reads one header (``HeaderReads``), and says what the loaded volume says; a PET
+    whose SUV factor needs every acquisition time (DecayCorrection START) reads them all."""
+    server = isengard({"Viewer": PROGRESSIVE})
+    for name, datasets in _phantoms().items():
+        series_id = upload(server, datasets)["ParentSeries"]
+        reads = _cache(server)["HeaderReads"]
+        provisional = _described(server, series_id)
+        expected_reads = 1 + len(datasets) if name == "pet" else 1
+        assert _cache(server)["HeaderReads"] == reads + expected_reads, name
+        _reslice(server, series_id, "coronal")  # loads the volume
+        _loaded(server, series_id)
+        assert _described(server, series_id) == provisional, name
+
+
+def test_per_slice_slopes_come_from_each_slices_file(isengard: Any) -> None:
+    """A PET with a slope per slice, provisional header: the slices and the values are those of every header."""
+    fast = isengard({"Viewer": {**PROGRESSIVE, "CacheSize": 0}}, name="fast")
+    full = isengard({"Viewer": PROGRESSIVE}, name="full")
+    datasets = _pet_admin()
+    assert len({ds.RescaleSlope for ds in datasets}) > 1
+    series_id = upload(fast, datasets)["ParentSeries"]
+    upload(full, datasets)
+    _reslice(full, series_id, "coronal")
+    _loaded(full, series_id)
+    assert _described(fast, series_id) == _described(full, series_id)
+    assert _cache(fast)["HeaderReads"] == 1
+    for index in (0, 7, 10, 19):
+        params = {"index": index, "format": "npy"}
+        assert _reslice(fast, series_id, "axial", **params) == _reslice(full, series_id, "axial", **params)
+    hot = phantom.shapes_for(PET).sphere_center
+    point = {axis: f"{value:.3f}" for axis, value in zip("xyz", hot, strict=True)}
+    values = [server.get(f"/viewer/api/series/{series_id}/value", params=point).json() for server in (fast, full)]
+    assert values[0] == values[1] and values[0]["Units"] == "SUVbw" and values[0]["Value"] > 3
+
+
+def _with_axial_localizer(series: Series) -> list[Dataset]:
+    """A CT and a localizer that the index cannot tell apart from a slice: same orientation, between the 20th and
+    21st slices, another size."""
+    datasets = phantom.ct_series(series, phantom.shapes_for(series))
+    between = replace(series, offsets=((series.offsets[19] + series.offsets[20]) / 2,), rows=32)
+    scout = phantom.ct_series(between, phantom.shapes_for(between))[0]
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+        setattr(scout, keyword, getattr(datasets[0], keyword))
+    scout.ImageType, scout.InstanceNumber = ["ORIGINAL", "PRIMARY", "LOCALIZER"], len(datasets) + 1
+    return [*datasets, scout]
+
+
+def test_problems_only_every_header_knows_are_reported(isengard: Any) -> None:
+    """A localizer of another orientation and a frame of another orientation are seen in the index: every header
+    is read at once. A localizer the index cannot tell apart from a slice is found in its file when that slice is
+    asked for (its picture is then answered from every header), or when every header is read in the background:
+    the provisional header is replaced."""
+    server = isengard({"Viewer": PROGRESSIVE})
+    coronal = phantom.ct_series(CT, phantom.shapes_for(CT), localizer=True)
+    mixed = phantom.ct_series(CT, phantom.shapes_for(CT))
+    mixed[5].ImageOrientationPatient = ["1", "0", "0", "0", "0", "-1"]
+    for datasets, problem in ((coronal, "Localizers"), (mixed, "MixedOrientation")):
+        series_id = upload(server, datasets)["ParentSeries"]
+        reads = _cache(server)["HeaderReads"]
+        assert problem in [p["Type"] for p in _described(server, series_id)["Problems"]]
+        assert _cache(server)["HeaderReads"] == reads + len(datasets)
+
+    datasets, answers = _with_axial_localizer(CT), []
+    for config in ({"CacheSize": 0}, {}):
+        server = isengard({"Viewer": {**PROGRESSIVE, **config}})
+        series_id = upload(server, datasets)["ParentSeries"]
+        provisional = _described(server, series_id)
+        assert provisional["Size"] == [80, 64, 41]
+        assert [p["Type"] for p in provisional["Problems"]] == ["NonUniformSpacing"]
+        position = server.get(
+            f"/viewer/api/series/{series_id}/reslice/axial", params={"index": 20, "format": "json"}
+        ).json()["Position"]
+        # The localizer's place in the provisional stack: between two slices of the exact one, interpolated.
+        values = _reslice(server, series_id, "axial", position=f"{position:.3f}", format="npy")
+        exact = _described(server, series_id)
+        assert exact["Size"] == [80, 64, 40] and [p["Type"] for p in exact["Problems"]] == ["Localizers"]
+        answers.append(values)
+    assert np.load(io.BytesIO(answers[0])).shape == (73, 80) and answers[0] == answers[1]
