@@ -77,6 +77,13 @@ def open_viewer(page: Any, server: ServerProcess, series: str) -> None:
     page.wait_for_selector('.viewport[data-plane="axial"][data-window]')
 
 
+def show_mpr(page: Any) -> None:
+    """The MPR 1x3 layout, once its three views are placed."""
+    page.click('[data-layout="mpr"]')
+    for plane in ("axial", "coronal", "sagittal"):
+        page.wait_for_selector(f'.viewport[data-plane="{plane}"][data-position]')
+
+
 def test_stack_scrolls_and_windows(ct: tuple[ServerProcess, str], browser_page: Callable, screenshot: Any) -> None:
     server, series = ct
     page = browser_page()
@@ -173,9 +180,7 @@ def test_mpr_crosshair_follows_a_click(ct: tuple[ServerProcess, str], browser_pa
     page = browser_page()
     traffic = Traffic(page)
     open_viewer(page, server, series)
-    page.click('[data-layout="mpr"]')
-    for plane in ("axial", "coronal", "sagittal"):
-        page.wait_for_selector(f'.viewport[data-plane="{plane}"][data-position]')
+    show_mpr(page)
     assert page.locator(".viewport").count() == 3
     page.wait_for_load_state("networkidle")
     axial = geometry(server, series, "axial", index=int(view(page, "axial")["index"]))

@@ -22,7 +22,7 @@ from isengard_viewer.layers import ISODOSE_COLORS
 from isengard_viewer.phantom import GaussianDose, PetDose, Series, StructureColors
 
 from .conftest import PET, upload
-from .test_ui import geometry, open_viewer, screen_point, view
+from .test_ui import geometry, open_viewer, screen_point, show_mpr, view
 
 CT = Series()
 SHAPES = phantom.shapes_for(CT)
@@ -210,9 +210,7 @@ def test_mpr_views_carry_the_layers(
     page = browser_page()
     traffic = Traffic(page)
     open_layers(page, server, ids["ct"])
-    page.click('[data-layout="mpr"]')
-    for plane in ("axial", "coronal", "sagittal"):
-        page.wait_for_selector(f'.viewport[data-plane="{plane}"][data-position]')
+    show_mpr(page)
     # jump to the cube: the three planes through its centroid (the square outlines' centre)
     page.click('#rois li[data-roi="2"] .jump')
     cube = np.array(SHAPES.cube_center)

@@ -14,7 +14,7 @@ import pytest
 from isengard.browser_testing import Traffic
 from isengard.testing import ServerProcess
 
-from .test_ui import CT, PIXEL, SHAPES, ct, geometry, grey, open_viewer, screen_point, view, wait_for
+from .test_ui import CT, PIXEL, SHAPES, ct, geometry, grey, open_viewer, screen_point, show_mpr, view, wait_for
 
 __all__ = ["ct"]  # the module's fixture, shared with test_ui
 
@@ -204,9 +204,7 @@ def test_mpr_crosshair_on_a_flipped_view(ct: tuple[ServerProcess, str], browser_
     page = browser_page()
     traffic = Traffic(page)
     open_viewer(page, server, series)
-    page.click('[data-layout="mpr"]')
-    for plane in ("axial", "coronal", "sagittal"):
-        page.wait_for_selector(f'.viewport[data-plane="{plane}"][data-position]')
+    show_mpr(page)
     page.wait_for_load_state("networkidle")
     axial = geometry(server, series, "axial", index=int(view(page, "axial")["index"]))
     target = np.array([SPHERE[0], SPHERE[1], axial["Position"]])

@@ -19,7 +19,7 @@ from isengard.testing import ServerProcess
 from isengard_viewer import phantom
 
 from .conftest import PET, upload
-from .test_ui import CT, PIXEL, SHAPES, geometry, grey, open_viewer, screen_point, text, view, wait_for
+from .test_ui import CT, PIXEL, SHAPES, geometry, grey, open_viewer, screen_point, show_mpr, text, view, wait_for
 
 SPHERE = np.array(SHAPES.sphere_center)
 CUBE = np.array(SHAPES.cube_center)
@@ -148,8 +148,7 @@ def test_length_in_the_stack_shows_in_mpr(study: tuple[ServerProcess, str, str],
     )
     length = float(view(page, "axial")["length"])
     assert length == pytest.approx(2 * half, abs=PIXEL)
-    page.click('[data-layout="mpr"]')
-    page.wait_for_selector('.viewport[data-plane="sagittal"][data-position]')
+    show_mpr(page)
     assert "length" not in view(page, "axial")  # the middle slice: not the cube's
     go_to(page, "axial", index)
     assert float(view(page, "axial")["length"]) == pytest.approx(length, abs=1e-6)
@@ -192,8 +191,7 @@ def test_slab_mip_reaches_the_sphere(study: tuple[ServerProcess, str, str], brow
     server, series, _ = study
     page = browser_page()
     open_viewer(page, server, series)
-    page.click('[data-layout="mpr"]')
-    page.wait_for_selector('.viewport[data-plane="sagittal"][data-position]')
+    show_mpr(page)
     index = axial_index(SPHERE[2]) + 6
     go_to(page, "axial", index)
     plane = geometry(server, series, "axial", index=index)
@@ -218,8 +216,7 @@ def test_rotation_turns_coronal_and_sagittal_about_the_crosshair(
     page = browser_page()
     traffic = Traffic(page)
     open_viewer(page, server, series)
-    page.click('[data-layout="mpr"]')
-    page.wait_for_selector('.viewport[data-plane="sagittal"][data-position]')
+    show_mpr(page)
     index = axial_index(SPHERE[2])
     go_to(page, "axial", index)
     plane = geometry(server, series, "axial", index=index)
