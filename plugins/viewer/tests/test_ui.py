@@ -57,6 +57,13 @@ def screen_point(page: Any, plane: str, geometry: dict[str, Any], point: np.ndar
     return box["x"] + x + u * scale, box["y"] + y + v * scale
 
 
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=8)
+    page.mouse.up()
+
+
 def grey(page: Any, at: tuple[float, float]) -> int:
     """The canvas's red level at a page point."""
     return page.evaluate(
@@ -164,10 +171,7 @@ def test_length_in_mm(ct: tuple[ServerProcess, str], browser_page: Callable, scr
     outside = screen_point(page, "axial", plane, cube + np.array([-half - 2 * PIXEL, 0, 0]))
     assert grey(page, start) < 20 and grey(page, end) < 20 and grey(page, outside) > 60
     page.click('[data-tool="measure"]')
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*end, steps=8)
-    page.mouse.up()
+    drag(page, start, end)
     length = float(view(page, "axial")["length"])
     assert length == pytest.approx(2 * half - PIXEL, abs=PIXEL)
     assert text(page, "axial", "length") == f"Length {length:.1f} mm"

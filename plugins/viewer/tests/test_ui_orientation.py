@@ -14,7 +14,7 @@ import pytest
 from isengard.browser_testing import Traffic
 from isengard.testing import ServerProcess
 
-from .test_ui import CT, PIXEL, SHAPES, ct, geometry, grey, open_viewer, screen_point, show_mpr, view, wait_for
+from .test_ui import CT, PIXEL, SHAPES, ct, drag, geometry, grey, open_viewer, screen_point, show_mpr, view, wait_for
 
 __all__ = ["ct"]  # the module's fixture, shared with test_ui
 
@@ -165,10 +165,7 @@ def test_length_on_a_rotated_and_flipped_view(ct: tuple[ServerProcess, str], bro
     assert abs(start[0] - end[0]) < 1 and end[1] < start[1]  # the picture's rows run up the screen
     assert grey(page, start) < 20 and grey(page, end) < 20 and grey(page, outside) > 60
     page.click('[data-tool="measure"]')
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*end, steps=8)
-    page.mouse.up()
+    drag(page, start, end)
     assert float(view(page, "axial")["length"]) == pytest.approx(2 * half - PIXEL, abs=PIXEL)
     traffic.check(server.url)
 

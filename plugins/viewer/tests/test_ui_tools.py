@@ -19,7 +19,7 @@ from isengard.testing import ServerProcess
 from isengard_viewer import phantom
 
 from .conftest import PET, upload
-from .test_ui import CT, PIXEL, SHAPES, geometry, grey, open_viewer, screen_point, show_mpr, text, view, wait_for
+from .test_ui import CT, PIXEL, SHAPES, drag, geometry, grey, open_viewer, screen_point, show_mpr, text, view, wait_for
 
 SPHERE = np.array(SHAPES.sphere_center)
 CUBE = np.array(SHAPES.cube_center)
@@ -44,13 +44,6 @@ def go_to(page: Any, plane: str, index: int) -> None:
     page.fill(f'.viewport[data-plane="{plane}"] .slider', str(index))
     wait_for(page, plane, "index", str(index))
     page.wait_for_load_state("networkidle")
-
-
-def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*end, steps=8)
-    page.mouse.up()
 
 
 def published(page: Any, plane: str, key: str) -> str:
