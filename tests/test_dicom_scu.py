@@ -407,7 +407,7 @@ def test_a_peer_that_stops_answering(client: ServerProcess) -> None:
     release = threading.Event()
 
     def slow_find(event: evt.Event) -> Iterator[tuple[int, Any]]:
-        release.wait(10)
+        release.wait(20)
         yield 0x0000, None
 
     ae = AE("SLOW")
@@ -419,7 +419,7 @@ def test_a_peer_that_stops_answering(client: ServerProcess) -> None:
             c.put("/modalities/slow", json={"AET": "SLOW", "Host": "127.0.0.1", "Port": port, "Timeout": 1})
             started = time.monotonic()
             error = assert_orthanc_error(c.post("/modalities/slow/query", json={"Level": "Study"}), 500)
-            assert time.monotonic() - started < 4
+            assert time.monotonic() - started < 7  # Timeout 1, with room for a loaded machine
             assert error["OrthancStatus"] == 9
             assert c.get("/system").status_code == 200
             c.delete("/modalities/slow")

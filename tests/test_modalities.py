@@ -259,6 +259,6 @@ def test_echo_never_waits_longer_than_the_timeout(server: ServerProcess) -> None
             ]:
                 started = time.monotonic()
                 error = assert_orthanc_error(c.post(path, json=body), 500)
-                assert time.monotonic() - started < 4
+                assert time.monotonic() - started < 7  # Timeout 1, with room for a loaded machine
                 assert error["OrthancStatus"] == 9
             assert c.get("/system").status_code == 200  # and the server is fine

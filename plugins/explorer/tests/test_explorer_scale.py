@@ -107,6 +107,5 @@ def test_ten_thousand_studies_are_paginated(big_server: Any, browser_page: Any) 
 
     # never the whole list: every /tools/find the page sent was one page
     assert finds and all(0 < body["Limit"] <= 100 for body in finds)
-    # generous bounds for a shared 2-core machine (figures in docs/explorer.md)
+    # printed, not asserted: speed is measured by benchmarks (figures in docs/explorer.md)
     print(f"first page {first:.2f} s ({first_api}), last page {last:.2f} s, search {searched:.2f} s")
-    assert first < 5 and last < 5 and searched < 5, (first, last, searched)

@@ -182,7 +182,7 @@ end
             content=b"while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
         )
         assert "instruction budget" in r.json()["Details"]
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 30  # cut off, not endless (about 1 s here)
         # a nested callback (the filter of an upload made by a script) that spends its budget fails alone
         [instance] = c.get("/instances").json()
         again = f"RestApiPost('/instances', RestApiGet('/instances/{instance}/file')) print('after')"
