@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from ..auth import AccessRequest, is_authorized
 from ..context import ServerContext
 from ..errors import ErrorCode, OrthancError
+from .body import FlowControlledConnection, FlowControlledRequest
 from .compression import compress_response
 from .errors import error_response, orthanc_error_response
 
@@ -67,6 +68,7 @@ INTERNAL_SCOPE_KEY = "isengard.internal"
 
 def create_app(ctx: ServerContext) -> Quart:
     app = Quart("isengard")
+    app.request_class, app.asgi_http_class = FlowControlledRequest, FlowControlledConnection
     config = ctx.config
     upload_mb = config.int("MaximumUploadSize")
     app.config.update(

@@ -15,14 +15,14 @@ last ones are still on the wire. A body cut short keeps the parts that arrived w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 
 from isengard.dicom.parse import read_header
 from isengard.errors import ErrorCode, OrthancError
 from isengard.model import ResourceType
+from isengard.rest.body import body_chunks
 from isengard.rest.common import context
 from isengard.rest.upload import rest_origin
 
@@ -61,17 +61,6 @@ def _identifiers(data: bytes) -> tuple[str, str, str, str]:
     return tuple(
         str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
     )  # type: ignore[return-value]
-
-
-async def _body() -> AsyncIterator[bytes]:
-    """The request body as it arrives, within the upload limit (Quart checks it only against Content-Length)."""
-    limit, size = int(current_app.config["MAX_CONTENT_LENGTH"]), 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            message = f"The body exceeds the upload limit ({limit} bytes)"
-            raise OrthancError(ErrorCode.BAD_REQUEST, message, http_status=413)
-        yield chunk
 
 
 async def _store_part(
@@ -125,7 +114,7 @@ async def store(study: str | None) -> Response:
     failed: list[dict[str, Any]] = []
     studies: set[str] = set()
     try:
-        async for headers, content in read_parts(_body(), boundary):
+        async for headers, content in read_parts(body_chunks(), boundary):
             result = await _store_part(headers, content, study, origin)
             if isinstance(result, tuple):
                 studies.add(result[0])

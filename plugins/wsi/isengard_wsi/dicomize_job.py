@@ -26,6 +26,7 @@ from isengard.errors import ErrorCode, OrthancError
 from isengard.jobs import JobRun, JobType
 from isengard.jobs.run import JobInterrupted
 from isengard.model import ResourceType
+from isengard.rest.body import body_chunks
 from isengard.rest.common import context, json_body
 from isengard.rest.jobs import job_request, submitted
 from isengard.rest.upload import rest_origin
@@ -104,11 +105,11 @@ def inside_folder(ctx: ServerContext, relative: Any) -> Path:
 
 
 async def _spool_body() -> Path:
-    """The request body in a temporary file, written as it arrives."""
+    """The request body in a temporary file, written as it arrives, within the upload limit."""
     fd, name = tempfile.mkstemp(prefix="isengard-wsi-upload-")
     try:
         with os.fdopen(fd, "wb") as out:
-            async for chunk in request.body:
+            async for chunk in body_chunks():
                 await asyncio.to_thread(out.write, chunk)
     except BaseException:
         await asyncio.to_thread(Path(name).unlink, missing_ok=True)
