@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -239,14 +241,38 @@ async def cache_status() -> Response:
     return answer(current_app.config[APP_KEY][1].describe())
 
 
-async def _from_slice(series: Resource, header: VolumeHeader, slot: int, plane: Plane, linear: bool) -> np.ndarray:
-    """A plane lying in one slice of a series whose volume is not loaded: that slice decoded from its file; the
-    volume is then loaded in the background, once."""
+def _body(
+    values: np.ndarray,
+    image_format: ImageFormat | None,
+    window: tuple[float, float],
+    quality: int,
+    drawn: tuple[Layers, Volume, Plane] | None = None,
+) -> bytes:
+    """The answer to a plane's values: .npy (no ``image_format``), or the picture windowed, with the layers
+    ``drawn`` on it, encoded. Blocking: run in the worker thread that computed the values, one hop per request."""
+    if image_format is None:
+        return npy_file(values, compress=False)
+    picture = windowed(values, *window)
+    if drawn is not None:
+        picture = render(*drawn, picture)[0]
+    return encode(picture, image_format, quality)
+
+
+async def _from_slice(
+    series: Resource, header: VolumeHeader, slot: int, plane: Plane, linear: bool, body: Callable[[np.ndarray], bytes]
+) -> bytes:
+    """The answer to a plane lying in one slice of a series whose volume is not loaded: that slice decoded from its
+    file, sampled and made into the ``body`` in one worker thread; the volume is then loaded in the background,
+    once."""
     settings, cache = current_app.config[APP_KEY]
-    pixels = await decode_slice(context(), header, slot)
-    values = await asyncio.to_thread(reslice_slice, header, pixels, slot, plane, linear=linear)
+    data = await context().store.read_dicom(header.stack.frames[slot].instance_id)
+
+    def compute() -> bytes:
+        return body(reslice_slice(header, decode_slice(header, slot, data), slot, plane, linear=linear))
+
+    answered = await asyncio.to_thread(compute)
     prefetch_volume(context(), cache, series, header, settings.threads)
-    return values
+    return answered
 
 
 @bp.get("/viewer/api/series/<series_id>/reslice/<plane>")
@@ -280,34 +306,30 @@ async def reslice_picture(series_id: str, plane: str) -> Response:
     geometry = make_plane(header, wanted)
     if fmt == "json" and not layered:
         return answer({**geometry.describe(), "Plane": plane, "Units": header.units})
+    image_format = None if fmt == "npy" else ImageFormat.PNG if fmt == "png" else ImageFormat.JPEG
+    content_type = "application/octet-stream" if image_format is None else image_format.value
     slot = None if isinstance(header, Volume) or slab else on_slice(header, geometry)
     if slot is not None:
+        body = partial(_body, image_format=image_format, window=window, quality=quality)
         try:
-            values = await _from_slice(series, header, slot, geometry, linear)
+            return Response(await _from_slice(series, header, slot, geometry, linear, body), content_type=content_type)
         except HeaderMismatch:
             # The slice's file is not what the index and one header said: every header is read, replaces the
             # provisional header, and answers this request again.
             await series_exact_header(context(), current_app.config[APP_KEY][1], series)
             return await reslice_picture(series_id, plane)
-        layers = Layers()
-    else:
-        volume = header if isinstance(header, Volume) else await _volume(series)
-        layers = await _layers(volume, Sampling(slab, mode, linear)) if layered else Layers()
-        if fmt == "json":
-            described = {**geometry.describe(), "Plane": plane, "Units": volume.units}
-            described["Layers"] = (await asyncio.to_thread(render, layers, volume, geometry, None))[1]
-            return answer(described)
-        values = await asyncio.to_thread(reslice, volume, geometry, slab=slab, mode=mode, linear=linear)
-    if fmt == "npy":
-        return Response(
-            await asyncio.to_thread(npy_file, values, compress=False), content_type="application/octet-stream"
-        )
-    picture = windowed(values, *window)
-    if layers:
-        picture = (await asyncio.to_thread(render, layers, volume, geometry, picture))[0]
-    image_format = ImageFormat.PNG if fmt == "png" else ImageFormat.JPEG
-    body = await asyncio.to_thread(encode, picture, image_format, quality)
-    return Response(body, content_type=image_format.value)
+    volume = header if isinstance(header, Volume) else await _volume(series)
+    layers = await _layers(volume, Sampling(slab, mode, linear)) if layered else Layers()
+    if fmt == "json":
+        described = {**geometry.describe(), "Plane": plane, "Units": volume.units}
+        described["Layers"] = (await asyncio.to_thread(render, layers, volume, geometry, None))[1]
+        return answer(described)
+
+    def compute() -> bytes:
+        values = reslice(volume, geometry, slab=slab, mode=mode, linear=linear)
+        return _body(values, image_format, window, quality, (layers, volume, geometry) if layers else None)
+
+    return Response(await asyncio.to_thread(compute), content_type=content_type)
 
 
 @bp.get("/viewer/api/series/<series_id>/value")

@@ -18,8 +18,8 @@ import asyncio
 import datetime
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -32,6 +32,9 @@ from isengard.model import Resource, ResourceType
 
 from .geometry import FrameHeader, Geometry, Stack, assemble, floats, frames_of
 from .suv import acquisition_time, suv_factor
+
+if TYPE_CHECKING:
+    from .reslice import Plane
 
 #: How many values a computed window looks at, at most.
 _WINDOW_SAMPLES = 1 << 20
@@ -59,6 +62,9 @@ class VolumeHeader:
     frame_of_reference: str | None
     factor: float = 1.0  # rescaled values times this are in ``units`` (SUVbw of a PET)
     provisional: bool = False  # from the index and one header (``read_provisional_header``), not every header
+    #: The named planes at a slice index made on this header (``reslice.make_plane``: what a stack asks, slice by
+    #: slice), each made once. A series that changes has a header of its own; ``replace`` makes one with none.
+    planes: dict[tuple[str, int], Plane] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def geometry(self) -> Geometry | None:
@@ -306,23 +312,19 @@ async def load_volume(context: ServerContext, header: VolumeHeader, threads: int
     )
 
 
-async def decode_slice(context: ServerContext, header: VolumeHeader, slot: int) -> np.ndarray:
-    """Slice ``slot`` of the stack as (rows, columns) float32, decoded from its own file by the very steps that
-    fill the volume (rescale, then the factor to the units): the same values, bit for bit.
+def decode_slice(header: VolumeHeader, slot: int, data: bytes) -> np.ndarray:
+    """Slice ``slot`` of the stack as (rows, columns) float32, decoded from its own file (``data``) by the very
+    steps that fill the volume (rescale, then the factor to the units): the same values, bit for bit. Blocking:
+    the caller runs it in a worker thread, with what it does next with the slice.
 
     With a provisional header the slice is rescaled by its file's own slope and intercept, and
     ``HeaderMismatch`` is raised when the file is not where, of the size or of the kind the header said."""
     frame = header.stack.frames[slot]
     columns, rows, _ = header.size
     values = np.empty((1, rows, columns), np.float32)
-    data = await context.store.read_dicom(frame.instance_id)
-
-    def decode() -> None:
-        _decode_into(values, data, [(0, frame)], own_header=header.provisional)
-        if header.factor != 1.0:
-            values[0] *= np.float32(header.factor)
-
-    await asyncio.to_thread(decode)
+    _decode_into(values, data, [(0, frame)], own_header=header.provisional)
+    if header.factor != 1.0:
+        values[0] *= np.float32(header.factor)
     return values[0]
 
 
