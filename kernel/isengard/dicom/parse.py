@@ -131,12 +131,13 @@ def _check_lengths(ds: Dataset) -> int | None:
     return end
 
 
-def dataset_text(ds: Dataset, tag: int) -> str | None:
+def dataset_text(ds: Dataset, tag: int, encodings: str | list[str] | None = None) -> str | None:
     """The text of an element of ``ds`` exactly as Orthanc shows it: decoded from the bytes of the file.
 
     Values are kept as written, spaces inside multiple values and empty trailing name groups included
     ("Wang^XiaoDong=王^小東="); only the padding at the end goes. Elements pydicom has already converted fall
     back to :func:`element_text`, so read from a dataset nobody has browsed yet for exact answers.
+    ``encodings``: ``ds._character_set`` when the caller already has it (pydicom works it out on every call).
     """
     raw = ds.get_item(tag)
     if isinstance(raw, RawDataElement):
@@ -144,7 +145,7 @@ def dataset_text(ds: Dataset, tag: int) -> str | None:
         if vr in STRING_VRS:
             if not raw.value:
                 return ""
-            return decode_text(raw.value, vr, ds._character_set)
+            return decode_text(raw.value, vr, ds._character_set if encodings is None else encodings)
     return element_text(ds[tag])
 
 
@@ -198,11 +199,12 @@ def parse_instance(data: bytes, main_tags: MainTags, *, default_encoding: str = 
     ds, offset = read_header(data, default_encoding=default_encoding)
     values: dict[ResourceType, dict[str, str]] = {}
     try:
-        for level, keywords in main_tags.by_level.items():
+        encodings = ds._character_set
+        for level, tagged in main_tags.tagged.items():
             level_values: dict[str, str] = {}
-            for keyword in keywords:
-                if keyword in ds:
-                    text = dataset_text(ds, tag_for_keyword(keyword))
+            for keyword, tag in tagged:
+                if tag in ds:
+                    text = dataset_text(ds, tag, encodings)
                     if text is not None:
                         level_values[keyword] = text
             values[level] = level_values

@@ -93,6 +93,10 @@ class MainTags:
         self._signatures = {
             level: ";".join(format_tag(parse_tag(k)) for k in keywords) for level, keywords in self.by_level.items()
         }
+        #: (keyword, tag number) per level: every ingest reads these, and a keyword costs a dictionary search.
+        self.tagged: dict[ResourceType, tuple[tuple[str, int], ...]] = {
+            level: tuple((k, parse_tag(k)) for k in keywords) for level, keywords in self.by_level.items()
+        }
         self._level_of: dict[str, ResourceType] = {}
         for level in ResourceType:
             for keyword in self.by_level[level]:

@@ -238,7 +238,8 @@ async def upload() -> Response:
                 http_status=415,
             )
         body.seek(0)
-        data = await off_loop(body.read, size)
+        # A body that stayed in memory is copied on the loop: a thread hop would cost more than the copy.
+        data = body.read(size) if size <= SPOOL_IN_MEMORY else await off_loop(body.read, size)
     result = await ctx.store.ingest(data, rest_origin())
     return answer(result.to_json())
 

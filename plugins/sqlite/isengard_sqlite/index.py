@@ -86,8 +86,10 @@ def _attachment_row(info: FileInfo) -> tuple[Any, ...]:
 
 def _begin(conn: Connection) -> None:
     """The writer takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that read first and
-    writes later gets SQLITE_BUSY at once, without waiting, when another process or index committed meanwhile."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITER) else "BEGIN")
+    writes later gets SQLITE_BUSY at once, without waiting, when another process or index committed meanwhile.
+    On the driver's connection: once per transaction, SQLAlchemy's statement handling would cost more than it."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("BEGIN IMMEDIATE" if conn.info.get(WRITER) else "BEGIN")
 
 
 class SqliteIndex(JobsMixin, LogsMixin):
