@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
+from .dicom.imaging import little_endian
+from .dicom.native import native_frame_span
 from .dicom.parse import ParsedInstance, parse_instance, read_header
 from .dicom.tags import expected_instances
 from .dicom.transcode import IngestTranscoding
@@ -79,6 +81,10 @@ def decompress(data: bytes) -> bytes:
     if len(out) != size:
         raise OrthancError(ErrorCode.CORRUPTED_FILE, "compressed attachment has a wrong size")
     return out
+
+
+def _lost(info: FileInfo) -> OrthancError:
+    return OrthancError(ErrorCode.INEXISTENT_FILE, f"the storage has lost attachment {info.uuid}")
 
 
 def _file_md5(path: Path) -> str:
@@ -160,7 +166,7 @@ class Store:
         try:
             data = await self.context.storage.read(info.uuid, info.content_type)
         except FileNotFoundError as e:
-            raise OrthancError(ErrorCode.INEXISTENT_FILE, f"the storage has lost attachment {info.uuid}") from e
+            raise _lost(info) from e
         if info.compression is CompressionType.ZLIB_WITH_SIZE:
             return await asyncio.to_thread(decompress, data)
         return data
@@ -309,6 +315,34 @@ class Store:
 
     async def read_dicom(self, instance_id: str) -> bytes:
         return await self.read_attachment(await self.dicom_attachment(instance_id))
+
+    async def read_native_frame(self, instance: Resource, index: int) -> bytes | None:
+        """Frame ``index`` (0-based) as imaging.raw_frame answers it, for a file stored uncompressed with native
+        pixel data: only the bytes before the pixels and the frame's are read (dicom/native.py), not the whole
+        file, nor parsed by pydicom. ``None`` when the file does not allow it: the caller reads the whole file.
+
+        ``instance`` is the index's view of it (its pixel data offset, and its attachment where the index gives it).
+        """
+        offset = instance.metadata.get(MetadataType.PIXEL_DATA_OFFSET)
+        if not offset or not instance.metadata.get(MetadataType.PIXEL_DATA_VR):
+            return None
+        info = instance.attachment or await self.dicom_attachment(instance.public_id)
+        if info.compression is not CompressionType.NONE:
+            return None
+        head = await self._read_range(info, 0, int(offset) + 12)
+        span = native_frame_span(head, int(offset), info.uncompressed_size, index)
+        if span is None:
+            return None
+        frame = await self._read_range(info, span.start, span.end)
+        if len(frame) != span.end - span.start:
+            return None
+        return await asyncio.to_thread(little_endian, frame, span.swap) if span.swap else frame
+
+    async def _read_range(self, info: FileInfo, start: int, end: int) -> bytes:
+        try:
+            return await self.context.storage.read_range(info.uuid, info.content_type, start, end)
+        except FileNotFoundError as e:
+            raise _lost(info) from e
 
     async def read_header(self, instance_id: str, known: Resource | None = None) -> tuple[Dataset, bool]:
         """The dataset without pixel data, reading only the bytes before the pixels when the file allows it.

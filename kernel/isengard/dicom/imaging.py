@@ -376,8 +376,13 @@ def _native_frame(ds: Dataset, index: int) -> bytes:
     if len(frame) != size:
         raise ValueError(f"the pixel data is shorter than frame {index}")
     if bits in (16, 32) and not ds.file_meta.TransferSyntaxUID.is_little_endian:  # Orthanc answers little-endian
-        frame = np.frombuffer(frame, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
+        frame = little_endian(frame, bits)
     return frame
+
+
+def little_endian(frame: bytes, bits: int) -> bytes:
+    """Samples of ``bits`` (16 or 32) stored big endian, swapped."""
+    return np.frombuffer(frame, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
 
 
 def numpy_frame(frame: Frame, *, rescale: bool) -> np.ndarray:

@@ -121,24 +121,40 @@ async def frames(study: str, series: str, instance: str, frames: str) -> Respons
     count = frame_count(found.main_tags.get("NumberOfFrames"))
     if max(numbers) > count:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"This instance has {count} frame(s): {frames}")
-    public_id = found.public_id
     stored = found.metadata.get(MetadataType.TRANSFER_SYNTAX)
     syntax = UID(stored) if stored else ExplicitVRLittleEndian
     as_stored, part_type, single = _frames_answer(request.headers.get("Accept"), syntax, len(numbers) == 1)
-    data = await ctx.store.read_dicom(public_id)
-    if not as_stored and syntax.is_encapsulated:
-        data = await asyncio.to_thread(transcode, data, ExplicitVRLittleEndian)
-        syntax = ExplicitVRLittleEndian
-    elif not syntax.is_encapsulated:
-        syntax = ExplicitVRLittleEndian  # native frames are answered little endian whatever the file's syntax
     boundary = new_boundary()
-    if len(numbers) == 1:  # what viewers ask, frame after frame: the file is in memory, so is the answer
-        part = await asyncio.to_thread(_frame_part, data, numbers[0], syntax)
+    if len(numbers) == 1:  # what viewers ask, frame after frame: the answer is one buffer
+        part = await _one_frame(ctx, found, numbers[0], syntax, as_stored)
         if single:
             return Response(part[0], content_type=part[1]["Content-Type"])
         return Response(joined_parts([part], boundary), content_type=content_type(boundary, part_type))
+    data, syntax = await _frames_source(ctx, found.public_id, syntax, as_stored)
     body = stream_parts(_frame_parts(data, numbers, syntax), boundary)
     return Response(body, content_type=content_type(boundary, part_type))
+
+
+async def _frames_source(ctx: ServerContext, public_id: str, syntax: UID, as_stored: bool) -> tuple[bytes, UID]:
+    """The file frames are cut from (decompressed unless asked as stored), and the syntax they are answered in."""
+    data = await ctx.store.read_dicom(public_id)
+    if not as_stored and syntax.is_encapsulated:
+        return await asyncio.to_thread(transcode, data, ExplicitVRLittleEndian), ExplicitVRLittleEndian
+    # native frames are answered little endian whatever the file's syntax
+    return data, syntax if syntax.is_encapsulated else ExplicitVRLittleEndian
+
+
+async def _one_frame(
+    ctx: ServerContext, found: Resource, number: int, syntax: UID, as_stored: bool
+) -> tuple[bytes, dict[str, str]]:
+    """A single frame: native pixel data read alone from the file, without the rest of it (Store.read_native_frame),
+    else cut from the whole file as the frames of a list are."""
+    if not syntax.is_encapsulated:
+        frame = await ctx.store.read_native_frame(found, number - 1)
+        if frame is not None:
+            return frame, {"Content-Type": f"{OCTET_STREAM}; transfer-syntax={ExplicitVRLittleEndian}"}
+    data, syntax = await _frames_source(ctx, found.public_id, syntax, as_stored)
+    return await asyncio.to_thread(_frame_part, data, number, syntax)
 
 
 def _element_at(ds: Dataset, path: str) -> bytes:

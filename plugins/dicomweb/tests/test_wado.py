@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from isengard.testing import ServerProcess, assert_orthanc_error, sample
 
@@ -135,6 +136,49 @@ def test_frames_are_uncompressed_bytes(client: DICOMwebClient, multiframe: bytes
     pixels = pydicom.dcmread(io.BytesIO(multiframe)).pixel_array
     frames = client.retrieve_instance_frames(*multiframe_ids, frame_numbers=[3, 1])
     assert frames == [pixels[2].tobytes(), pixels[0].tobytes()]
+
+
+def test_single_native_frames_are_the_stored_frames(
+    loaded: ServerProcess, sample_files: list[Path], multiframe_ids: tuple
+) -> None:
+    """A single frame of native pixel data is read alone from its file (Store.read_native_frame): the bytes of
+    /instances/{id}/frames/{n}/raw, which cuts it from the whole file parsed by pydicom, in each native syntax."""
+    cases = [(multiframe_ids, number) for number in (1, 2, 3)]
+    for path in sample_files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        if not UID(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)).is_encapsulated:
+            cases.append(((str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)), 1))
+    syntaxes = set()
+    with loaded.client() as c:
+        for (study, series, instance), number in cases:
+            (found,) = c.post("/tools/lookup", content=instance).json()
+            raw = c.get(f"/instances/{found['ID']}/frames/{number - 1}/raw")
+            url = f"/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{number}"
+            frame = c.get(url, headers={"Accept": "application/octet-stream"})
+            assert frame.status_code == raw.status_code, url
+            if raw.status_code == 200:
+                assert frame.content == raw.content, url
+                syntaxes.add(c.get(f"/instances/{found['ID']}/metadata/TransferSyntax").text)
+    assert syntaxes >= {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian}
+
+
+def test_big_endian_frames_are_swapped(isengard: Callable[..., ServerProcess], multiframe: bytes) -> None:
+    """16-bit samples stored big endian come little endian (as Orthanc answers), read alone from the file too."""
+    ds = pydicom.dcmread(io.BytesIO(multiframe))
+    values = (np.arange(2 * ds.Rows * ds.Columns, dtype=np.uint16) * 7 + 1).reshape(2, ds.Rows, ds.Columns)
+    ds.NumberOfFrames, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 2, 16, 16, 15
+    ds.PixelData, ds["PixelData"].VR = values.astype(">u2").tobytes(), "OW"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    server = isengard()
+    with server.client() as c:
+        found = c.post("/instances", content=out.getvalue()).json()
+        base = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        for number in (1, 2):
+            frame = c.get(f"{base}/frames/{number}", headers={"Accept": "application/octet-stream"})
+            assert frame.content == values[number - 1].astype("<u2").tobytes()
+            assert frame.content == c.get(f"/instances/{found['ID']}/frames/{number - 1}/raw").content
 
 
 def test_compressed_frames_are_decompressed_unless_star(client: DICOMwebClient) -> None:

@@ -30,7 +30,7 @@ from isengard.model import (
     StoreOutcome,
     now_iso,
 )
-from isengard.query import FindQuery, normalize
+from isengard.query import ConstraintKind, FindQuery, normalize
 
 from . import schema
 from .find import build_find
@@ -70,6 +70,33 @@ class _Row(dict[str, Any]):
     """A driver row read by column name, as SQLAlchemy rows are."""
 
     __getattr__ = dict.__getitem__
+
+
+#: A read statement (named parameters) and its rows, through SQLAlchemy or on the driver's connection.
+_Query = Callable[[str, dict[str, Any]], Sequence[Any]]
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[_Row]:
+    names = [d[0] for d in cursor.description]
+    return [_Row(zip(names, r, strict=True)) for r in cursor]
+
+
+def _rows_of(conn: Connection) -> _Query:
+    return lambda sql, params: conn.execute(text(sql), params).all()
+
+
+#: Identifiers an exact value of which names one resource (or two, a UID shared by two patients).
+_UIDS = frozenset({"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"})
+
+
+def _by_uids(query: FindQuery) -> bool:
+    """Whether a find is exact UIDs alone (every DICOMweb path, a C-MOVE): point lookups whatever the index size."""
+    return (
+        bool(query.constraints)
+        and not query.labels
+        and not query.order_by
+        and all(c.kind is ConstraintKind.EQUAL and c.keyword in _UIDS for c in query.constraints)
+    )
 
 
 def _attachment_row(info: FileInfo) -> tuple[Any, ...]:
@@ -301,48 +328,53 @@ class SqliteIndex(JobsMixin, LogsMixin):
 
     async def get_resources(self, level: ResourceType, public_ids: Iterable[str]) -> list[Resource]:
         wanted = list(dict.fromkeys(public_ids))
-        return await self._read(lambda conn: self._get_resources(conn, level, wanted))
+        if level is ResourceType.INSTANCE and len(wanted) == 1:
+            # One instance (a DICOMweb frame, /instances/{id}/...): five point lookups, no children, cheaper on
+            # the event loop than the thread hop and SQLAlchemy's statement handling (as lookup()); in one read
+            # transaction, as a pooled reader's.
+            return self._inline_read(lambda query: self._get_resources(query, level, wanted))
+        return await self._read(lambda conn: self._get_resources(_rows_of(conn), level, wanted))
 
-    def _get_resources(self, conn: Connection, level: ResourceType, wanted: list[str]) -> list[Resource]:
+    def _inline_read(self, fn: Callable[[_Query], T]) -> T:
+        db = self._inline
+        db.execute("BEGIN")
+        try:
+            return fn(lambda sql, params: _rows(db.execute(sql, params)))
+        finally:
+            db.execute("COMMIT")  # a read: nothing to roll back
+
+    def _get_resources(self, query: _Query, level: ResourceType, wanted: list[str]) -> list[Resource]:
         found: dict[str, Resource] = {}
         for chunk in chunks(wanted):
             marks, params = in_list("p", chunk)
             params["l"] = int(level)
-            rows = conn.execute(
-                text(
-                    "SELECT r.id, r.public_id, r.protected, p.public_id AS parent "
-                    f"FROM resources r LEFT JOIN resources p ON p.id = r.parent_id "
-                    f"WHERE r.level = :l AND r.public_id IN ({marks})"
-                ),
+            rows = query(
+                "SELECT r.id, r.public_id, r.protected, p.public_id AS parent "
+                f"FROM resources r LEFT JOIN resources p ON p.id = r.parent_id "
+                f"WHERE r.level = :l AND r.public_id IN ({marks})",
                 params,
-            ).all()
+            )
             if not rows:
                 continue
             by_id = {r.id: Resource(level, r.public_id, r.parent, [], {}, is_protected=bool(r.protected)) for r in rows}
             marks, params = in_list("i", list(by_id))
-            for r in conn.execute(
-                text(f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"), params
+            for r in query(
+                f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id", params
             ):
                 by_id[r.parent_id].children.append(r.public_id)
-            for r in conn.execute(
-                text(f"SELECT resource_id, tag, value FROM main_tags WHERE resource_id IN ({marks})"), params
-            ):
+            for r in query(f"SELECT resource_id, tag, value FROM main_tags WHERE resource_id IN ({marks})", params):
                 by_id[r.resource_id].main_tags[r.tag] = r.value
-            for r in conn.execute(
-                text(f"SELECT resource_id, kind, value FROM metadata WHERE resource_id IN ({marks})"), params
-            ):
+            for r in query(f"SELECT resource_id, kind, value FROM metadata WHERE resource_id IN ({marks})", params):
                 res = by_id[r.resource_id]
                 res.metadata[r.kind] = r.value
                 if r.kind == MetadataType.LAST_UPDATE:
                     res.last_update = r.value
-            for r in conn.execute(
-                text(f"SELECT resource_id, label FROM labels WHERE resource_id IN ({marks}) ORDER BY label"), params
+            for r in query(
+                f"SELECT resource_id, label FROM labels WHERE resource_id IN ({marks}) ORDER BY label", params
             ):
                 by_id[r.resource_id].labels.append(r.label)
             if level is ResourceType.INSTANCE:
-                for r in conn.execute(
-                    text(f"SELECT * FROM attachments WHERE kind = 1 AND resource_id IN ({marks})"), params
-                ):
+                for r in query(f"SELECT * FROM attachments WHERE kind = 1 AND resource_id IN ({marks})", params):
                     by_id[r.resource_id].attachment = _file_info(r)
             found.update((res.public_id, res) for res in by_id.values())
         return [found[p] for p in wanted if p in found]
@@ -363,6 +395,8 @@ class SqliteIndex(JobsMixin, LogsMixin):
 
     async def find(self, query: FindQuery) -> list[str]:
         sql, params = build_find(query)
+        if _by_uids(query):  # a few rows from the (tag, value) index: on the event loop, as get_resources of one
+            return [row[0] for row in self._inline.execute(sql, params)]
         return await self._read(lambda conn: list(conn.execute(text(sql), params).scalars()))
 
     async def statistics(self, level: ResourceType | None = None, public_id: str | None = None) -> Statistics:
