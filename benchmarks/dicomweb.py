@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 import pydicom
 from generate import DEFAULT_CACHE, Layout, generate
-from run import Suite, load_average, log, report
+from run import Suite, compared, load_average, log, report, work_folder
 from servers import Server, fresh, orthanc_version
 from workloads import download, ingest, latencies, median_p95
 
@@ -150,12 +149,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder of the generated DICOM files")
     parser.add_argument("--workdir", type=Path, help="where the servers keep their files (default: a temp folder)")
     args = parser.parse_args()
-    kinds = ("Isengard",) if args.no_orthanc else ("Isengard", "Orthanc")
-    if not args.no_orthanc and not PLUGIN.exists():
-        parser.error(f"no DICOMweb plugin at {PLUGIN} (set $ORTHANC_DICOMWEB, or --no-orthanc)")
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    args.workdir = Path(tempfile.mkdtemp(prefix="isengard-bench-dicomweb-", dir=args.workdir))
+    missing = f"no DICOMweb plugin at {PLUGIN} (set $ORTHANC_DICOMWEB, or --no-orthanc)"
+    kinds = compared(parser, args.no_orthanc, PLUGIN, missing)
+    args.workdir = work_folder(args.workdir, "dicomweb-")
     orthanc = "Orthanc (skipped)" if args.no_orthanc else f"{orthanc_version()} + DICOMweb plugin"
     load_before, started = load_average(), time.monotonic()
     suite = Suite(None, set(), args.workdir, args.cache)  # run.py's table of rows; its plan is run.py's own rows'

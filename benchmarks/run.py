@@ -279,6 +279,23 @@ def report(suite: Suite, orthanc: str, started: float, load_before: str, *, labe
     return "\n".join(lines) + "\n"
 
 
+def work_folder(parent: Path | None, name: str) -> Path:
+    """A new folder for one run's servers and outputs: inside ``--workdir`` (made if missing), else a temp folder."""
+    if parent:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"isengard-bench-{name}", dir=parent))
+
+
+def compared(parser: argparse.ArgumentParser, no_orthanc: bool, plugin: Path, missing: str) -> tuple[str, ...]:
+    """The servers a plugin's benchmark runs: Orthanc too unless ``--no-orthanc``, and then only with its plugin
+    installed (else ``missing``, the error naming what to install)."""
+    if no_orthanc:
+        return ("Isengard",)
+    if not plugin.exists():
+        parser.error(missing)
+    return ("Isengard", "Orthanc")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data and few repetitions: a dry run")
@@ -289,9 +306,7 @@ def main() -> int:
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     groups = set(args.only or [g for g in GROUPS if g != "backends"])  # backends: ~25 more minutes, opt-in
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="isengard-bench-", dir=args.workdir))
+    workdir = work_folder(args.workdir, "")
     orthanc = orthanc_version()
     load_before, started = load_average(), time.monotonic()
     suite = Suite(plan, groups, workdir, args.cache)

@@ -31,7 +31,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +40,7 @@ import httpx
 import numpy as np
 import pydicom
 from generate import DEFAULT_CACHE, Layout, generate
-from run import Row, Suite, load_average, log, report
+from run import Row, Suite, compared, load_average, log, report, work_folder
 from servers import Server, orthanc_version
 from tqdm import tqdm
 from workloads import ingest
@@ -275,12 +274,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="where the servers keep their files (default: a temp folder)")
     args = parser.parse_args()
     slices = args.slices or (100 if args.quick else 500)
-    kinds = ("Isengard",) if args.no_orthanc else ("Isengard", "Orthanc")
-    if not args.no_orthanc and not PLUGIN.exists():
-        parser.error(f"no Web viewer plugin at {PLUGIN} (apt-get install orthanc-webviewer, or --no-orthanc)")
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="isengard-bench-viewer-", dir=args.workdir))
+    missing = f"no Web viewer plugin at {PLUGIN} (apt-get install orthanc-webviewer, or --no-orthanc)"
+    kinds = compared(parser, args.no_orthanc, PLUGIN, missing)
+    workdir = work_folder(args.workdir, "viewer-")
     files = generate(Layout(1, 1, 1, slices), args.cache)
     orthanc = "Orthanc (skipped)" if args.no_orthanc else f"{orthanc_version()} + Web viewer plugin 2.8"
     load_before, started = load_average(), time.monotonic()

@@ -26,7 +26,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import pydicom
 import tifffile
 from generate import DEFAULT_CACHE
 from PIL import Image
-from run import Suite, load_average, log, report
+from run import Suite, compared, load_average, log, report, work_folder
 from servers import Server, orthanc_version
 from tqdm import tqdm
 from workloads import download, ingest, latencies, median_p95
@@ -225,12 +224,8 @@ def main() -> int:
     args = parser.parse_args()
     width, height = args.size or ((4096, 2048) if args.quick else (12288, 8192))
     passes = 1 if args.quick else 3  # over the level's tiles, and DICOMizer runs of each row
-    kinds = ("Isengard",) if args.no_orthanc else ("Isengard", "Orthanc")
-    if not args.no_orthanc and not PLUGIN.exists():
-        parser.error(f"no WSI plugin at {PLUGIN} (set $ORTHANC_WSI, or --no-orthanc)")
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="isengard-bench-wsi-", dir=args.workdir))
+    kinds = compared(parser, args.no_orthanc, PLUGIN, f"no WSI plugin at {PLUGIN} (set $ORTHANC_WSI, or --no-orthanc)")
+    workdir = work_folder(args.workdir, "wsi-")
     orthanc = "Orthanc (skipped)" if args.no_orthanc else f"{orthanc_version()} + WSI plugin"
     slide = source(args.cache, width, height)
     load_before, started = load_average(), time.monotonic()
